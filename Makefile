@@ -1,0 +1,72 @@
+# Pixie in Rust. `make run` and `make test` are the two commands; everything they need is installed here.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CACHE ?= $(HOME)/.cache/pixie-rs
+export CARGO_TARGET_DIR ?= $(CACHE)/target
+export CARGO_TERM_COLOR ?= never
+CLUSTER := tests/cluster/cluster.sh
+DEV_CLUSTER_DIR := $(CACHE)/dev-cluster
+VIZIER := $(CARGO_TARGET_DIR)/debug/vizier
+
+# Debian packages the build and the tests use (clang-19 and libbpf for the eBPF programs, protoc for
+# gRPC code generation, wrk for benchmarks, python3 for test peers).
+APT_PACKAGES := clang-19 llvm-19 libbpf-dev bpftool protobuf-compiler wrk python3 openssl curl
+FUZZ_SECONDS ?= 20
+
+.PHONY: help deps build run test test-unit fuzz dev-cluster dev-cluster-down crds check-generated lint bench
+
+help:
+	@echo "make run               build and start the collector tracing this host (needs root)"
+	@echo "make test              every test: unit, property, fuzz, eBPF and real-cluster suites"
+	@echo "make dev-cluster       start a real control plane with simulated nodes; prints its kubeconfig"
+	@echo "make dev-cluster-down  stop it"
+	@echo "make crds              regenerate crds/yaml from the Rust types"
+	@echo "make lint              clippy on every crate"
+
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@command -v cargo >/dev/null || { echo "cargo (rustup) is required"; exit 1; }
+	@command -v go >/dev/null || { echo "go is required to build the Kubernetes test bed"; exit 1; }
+	@command -v cargo-fuzz >/dev/null || { echo "installing cargo-fuzz"; cargo install -q --locked cargo-fuzz; }
+
+build: deps
+	cargo build -p pixie-vizier
+
+run: build
+	$(VIZIER) pem --print
+
+# One control plane for the whole run, torn down on exit (and by its watchdog if make is killed).
+test: deps
+	cargo build --workspace --all-targets
+	@$(CLUSTER) bin-dir >/dev/null
+	@set -e; dir=$$(mktemp -d /tmp/pixie-test-cluster.XXXXXX); \
+	trap '$(CLUSTER) down '"$$dir" EXIT; \
+	echo "starting the test control plane in $$dir"; \
+	kubeconfig=$$($(CLUSTER) up "$$dir" --owner $$$$); \
+	PIXIE_TEST_KUBECONFIG=$$kubeconfig PIXIE_K8S_BIN=$$($(CLUSTER) bin-dir) \
+	  cargo test --workspace --all-targets
+	@$(MAKE) --no-print-directory fuzz
+
+fuzz: deps
+	cd vizier/protocols/fuzz && RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(CACHE)/fuzz-target \
+	  cargo fuzz run http_stream -- -max_total_time=$(FUZZ_SECONDS)
+
+dev-cluster: deps
+	@kubeconfig=$$($(CLUSTER) up $(DEV_CLUSTER_DIR)); \
+	echo "kubeconfig: $$kubeconfig"; \
+	echo "kubectl:    $$($(CLUSTER) bin-dir)/kubectl"; \
+	echo "try:        $$($(CLUSTER) bin-dir)/kubectl --kubeconfig $$kubeconfig get nodes"
+
+dev-cluster-down:
+	@$(CLUSTER) down $(DEV_CLUSTER_DIR)
+
+crds:
+	cargo run -q -p xtask -- crds
+
+lint:
+	cargo clippy --workspace --all-targets -- -D warnings

@@ -1,0 +1,155 @@
+//! Test support for the real-cluster suites: starts (or reuses) a real kube-apiserver, etcd,
+//! controller-manager, scheduler and kwok-simulated nodes on loopback, and hands each test a client
+//! and a namespace of its own.
+//!
+//! `make test` starts one control plane for the whole run and passes it in through
+//! `PIXIE_TEST_KUBECONFIG`; a test binary run on its own starts a private one and tears it down when
+//! the process exits (`tests/cluster/cluster.sh` also watches the process, so a killed run leaves
+//! nothing behind).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, ObjectMeta, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+/// Where the test control plane's scripts live.
+pub const CLUSTER_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/cluster");
+/// The repository root, for tests that read checked-in manifests.
+pub const REPO_ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// A running control plane: either one handed in by `make test`, or one this process started.
+pub struct TestCluster {
+    kubeconfig: PathBuf,
+    bin_dir: PathBuf,
+}
+
+static SHARED: OnceLock<TestCluster> = OnceLock::new();
+static OWNED_STATE_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+impl TestCluster {
+    /// The control plane for this test process, started on first use.
+    pub fn shared() -> &'static TestCluster {
+        SHARED.get_or_init(|| {
+            let bin_dir = match std::env::var_os("PIXIE_K8S_BIN") {
+                Some(dir) => PathBuf::from(dir),
+                None => PathBuf::from(run_cluster_script(&["bin-dir"])),
+            };
+            let kubeconfig = match std::env::var_os("PIXIE_TEST_KUBECONFIG") {
+                Some(path) => PathBuf::from(path),
+                None => start_private_cluster(),
+            };
+            TestCluster { kubeconfig, bin_dir }
+        })
+    }
+
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// A new client. Each `#[tokio::test]` has its own runtime, and a client must not outlive the
+    /// runtime it was built on, so clients are never shared between tests.
+    pub async fn client(&self) -> Client {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("read test kubeconfig");
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("load test kubeconfig");
+        Client::try_from(config).expect("build client")
+    }
+
+    /// Creates a namespace no other test uses and returns its name.
+    pub async fn fresh_namespace(&self, client: &Client, prefix: &str) -> String {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let ns = Namespace {
+            metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() },
+            ..Default::default()
+        };
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
+        // Pods are refused until the controller-manager has given the namespace its ServiceAccount.
+        let sa = Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), &name);
+        for _ in 0..150 {
+            if sa.get_opt("default").await.ok().flatten().is_some() {
+                return name;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("namespace {name} never got its default ServiceAccount");
+    }
+
+    /// `kubectl` of the same Kubernetes version as the server, pointed at this cluster.
+    pub fn kubectl(&self) -> Command {
+        let mut cmd = Command::new(self.bin_dir.join("kubectl"));
+        cmd.arg("--kubeconfig").arg(&self.kubeconfig);
+        cmd
+    }
+
+    /// Runs kubectl with `args` and returns stdout; panics with kubectl's stderr when it fails.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl().args(args).output().expect("run kubectl");
+        assert!(
+            out.status.success(),
+            "kubectl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("kubectl prints UTF-8")
+    }
+
+    /// Installs the checked-in CRDs (`crds/yaml/`) as a user would, and waits until they serve.
+    pub async fn install_crds(&self, _client: &Client) {
+        let dir = format!("{REPO_ROOT}/crds/yaml");
+        self.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-f", &dir]);
+        self.kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "-f",
+            &dir,
+        ]);
+    }
+}
+
+fn run_cluster_script(args: &[&str]) -> String {
+    let script = format!("{CLUSTER_DIR}/cluster.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .args(args)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
+    assert!(out.status.success(), "{script} {} failed", args.join(" "));
+    String::from_utf8(out.stdout).expect("UTF-8").trim().to_string()
+}
+
+fn start_private_cluster() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pixie-test-cluster-{}", std::process::id()));
+    let owner = std::process::id().to_string();
+    let kubeconfig = run_cluster_script(&["up", dir.to_str().expect("UTF-8 temp dir"), "--owner", &owner]);
+    OWNED_STATE_DIR.set(dir).expect("one private cluster per process");
+    // The test harness exits the process without dropping statics; atexit still runs.
+    unsafe { libc::atexit(stop_private_cluster) };
+    PathBuf::from(kubeconfig)
+}
+
+extern "C" fn stop_private_cluster() {
+    if let Some(dir) = OWNED_STATE_DIR.get() {
+        let _ = Command::new("bash")
+            .arg(format!("{CLUSTER_DIR}/cluster.sh"))
+            .arg("down")
+            .arg(dir)
+            .status();
+    }
+}
