@@ -14,7 +14,7 @@ VIZIER := $(CARGO_TARGET_DIR)/debug/vizier
 APT_PACKAGES := clang-19 llvm-19 libbpf-dev bpftool protobuf-compiler wrk python3 openssl curl
 FUZZ_SECONDS ?= 20
 
-.PHONY: help deps build run test test-unit fuzz dev-cluster dev-cluster-down crds check-generated lint bench
+.PHONY: help deps build run test fuzz dev-cluster dev-cluster-down crds lint bench bench-collector
 
 help:
 	@echo "make run               build and start the collector tracing this host (needs root)"
@@ -23,6 +23,7 @@ help:
 	@echo "make dev-cluster-down  stop it"
 	@echo "make crds              regenerate crds/yaml from the Rust types"
 	@echo "make lint              clippy on every crate"
+	@echo "make bench             benchmarks, each printed as a ratio against a baseline in the same run"
 
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -70,3 +71,13 @@ crds:
 
 lint:
 	cargo clippy --workspace --all-targets -- -D warnings
+
+# Benchmarks print ratios against a baseline measured in the same run; release builds, so the first
+# run compiles for a while.
+bench: bench-collector
+
+bench-collector: deps
+	cargo build -q --release -p pixie-collector --example http_overhead_bench
+	cargo build -q --release -p pixie-store --example ingest_bench
+	$(CARGO_TARGET_DIR)/release/examples/http_overhead_bench
+	$(CARGO_TARGET_DIR)/release/examples/ingest_bench --total-mib 1280
