@@ -1,0 +1,3 @@
+SELECT req_path
+FROM http_events
+WHERE resp_status >=

@@ -1,0 +1,2 @@
+SELECT req_path, latncy
+FROM http_events
