@@ -39,7 +39,8 @@ build: deps
 	cargo build -p pixie-vizier
 
 run: build
-	$(VIZIER) pem --print
+	cargo build -p pixie-cli
+	$(VIZIER) standalone --listen 127.0.0.1:50300
 
 # One control plane for the whole run, torn down on exit (and by its watchdog if make is killed).
 test: deps
@@ -81,3 +82,16 @@ bench-collector: deps
 	cargo build -q --release -p pixie-store --example ingest_bench
 	$(CARGO_TARGET_DIR)/release/examples/http_overhead_bench
 	$(CARGO_TARGET_DIR)/release/examples/ingest_bench --total-mib 1280
+
+# The PxL engine against DuckDB (PyPI `duckdb`) on the same 10 million generated http_events rows;
+# prints one line with both times and the ratio. ROWS=200000 for a quick run. Release build: only here.
+.PHONY: bench-pxl
+bench-pxl: deps
+	@python3 -c 'import duckdb' 2>/dev/null || python3 -m pip install -q duckdb
+	cargo build --release -p pixie-engine --example service_stats_bench
+	ROWS=$${ROWS:-10000000} $(CARGO_TARGET_DIR)/release/examples/service_stats_bench
+
+# Seconds from `kubectl apply` of the sample Vizier to Ready=True, and API writes at steady state.
+.PHONY: bench-operator
+bench-operator: deps
+	cargo test -p pixie-tests --test operator -- --ignored --exact bench_operator_apply_to_ready --nocapture

@@ -163,6 +163,7 @@ up() {
     esac
   done
   build_binaries
+  [[ -d $DIR/pids ]] && die "$DIR already holds a control plane; stop it with: cluster.sh down $DIR"
   mkdir -p "$DIR/logs" "$DIR/pids" "$DIR/etcd"
   # A start that fails half-way must not leave processes behind.
   trap 'down' EXIT

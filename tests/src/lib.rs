@@ -29,23 +29,29 @@ pub struct TestCluster {
     bin_dir: PathBuf,
 }
 
-static SHARED: OnceLock<TestCluster> = OnceLock::new();
+// The outcome is kept even when starting fails, so that the other tests of the process report that
+// failure instead of each starting a control plane of its own.
+static SHARED: OnceLock<Result<TestCluster, String>> = OnceLock::new();
 static OWNED_STATE_DIR: OnceLock<PathBuf> = OnceLock::new();
 
 impl TestCluster {
     /// The control plane for this test process, started on first use.
     pub fn shared() -> &'static TestCluster {
-        SHARED.get_or_init(|| {
+        let started = SHARED.get_or_init(|| {
             let bin_dir = match std::env::var_os("PIXIE_K8S_BIN") {
                 Some(dir) => PathBuf::from(dir),
-                None => PathBuf::from(run_cluster_script(&["bin-dir"])),
+                None => PathBuf::from(run_cluster_script(&["bin-dir"])?),
             };
             let kubeconfig = match std::env::var_os("PIXIE_TEST_KUBECONFIG") {
                 Some(path) => PathBuf::from(path),
-                None => start_private_cluster(),
+                None => start_private_cluster()?,
             };
-            TestCluster { kubeconfig, bin_dir }
-        })
+            Ok(TestCluster { kubeconfig, bin_dir })
+        });
+        match started {
+            Ok(cluster) => cluster,
+            Err(e) => panic!("the test control plane did not start: {e}"),
+        }
     }
 
     pub fn kubeconfig(&self) -> &Path {
@@ -111,37 +117,44 @@ impl TestCluster {
     /// Installs the checked-in CRDs (`crds/yaml/`) as a user would, and waits until they serve.
     pub async fn install_crds(&self, _client: &Client) {
         let dir = format!("{REPO_ROOT}/crds/yaml");
-        self.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-f", &dir]);
-        self.kubectl_ok(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "-f",
+        let applied = self.kubectl_ok(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-k",
             &dir,
+            "-o",
+            "name",
         ]);
+        let mut wait = vec!["wait", "--for=condition=Established", "--timeout=60s"];
+        wait.extend(applied.lines());
+        self.kubectl_ok(&wait);
     }
 }
 
-fn run_cluster_script(args: &[&str]) -> String {
+fn run_cluster_script(args: &[&str]) -> Result<String, String> {
     let script = format!("{CLUSTER_DIR}/cluster.sh");
     let out = Command::new("bash")
         .arg(&script)
         .args(args)
         .stderr(std::process::Stdio::inherit())
         .output()
-        .unwrap_or_else(|e| panic!("run {script}: {e}"));
-    assert!(out.status.success(), "{script} {} failed", args.join(" "));
-    String::from_utf8(out.stdout).expect("UTF-8").trim().to_string()
+        .map_err(|e| format!("run {script}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{script} {} failed (its log is above)", args.join(" ")));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-fn start_private_cluster() -> PathBuf {
+fn start_private_cluster() -> Result<PathBuf, String> {
     let dir = std::env::temp_dir().join(format!("pixie-test-cluster-{}", std::process::id()));
     let owner = std::process::id().to_string();
-    let kubeconfig = run_cluster_script(&["up", dir.to_str().expect("UTF-8 temp dir"), "--owner", &owner]);
+    let kubeconfig =
+        run_cluster_script(&["up", dir.to_str().expect("UTF-8 temp dir"), "--owner", &owner])?;
     OWNED_STATE_DIR.set(dir).expect("one private cluster per process");
     // The test harness exits the process without dropping statics; atexit still runs.
     unsafe { libc::atexit(stop_private_cluster) };
-    PathBuf::from(kubeconfig)
+    Ok(PathBuf::from(kubeconfig))
 }
 
 extern "C" fn stop_private_cluster() {

@@ -1,0 +1,189 @@
+//! The `px.dev/v1alpha1` API: Vizier, PxlScript, CronScript, Plugin and DataExport, with their
+//! schemas and validation rules. The CRD YAML under `crds/yaml/` is generated from these types.
+//!
+//! [`all_crds`] and [`render_yaml`] are the single source of truth for that YAML: `cargo run -p xtask
+//! -- crds` writes what [`render_yaml`] returns, and a test fails when the checked-in files differ.
+//! Validation lives in the schema (OpenAPI bounds and CEL rules from [`rules`]), so the apiserver
+//! rejects a bad object before any controller sees it.
+
+pub mod common;
+pub mod cron_script;
+pub mod data_export;
+pub mod fixtures;
+pub mod plugin;
+pub mod pxl_script;
+pub mod rules;
+pub mod vizier;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+};
+use kube::CustomResourceExt;
+
+pub use common::{LocalObjectRef, NamedValue, SecretKeyRef, ValueSource};
+pub use cron_script::{
+    ConcurrencyPolicy, CronScript, CronScriptSpec, CronScriptStatus, RunOutcome, ScriptRun,
+};
+pub use data_export::{
+    DataExport, DataExportSpec, DataExportStatus, Delivery, GaugeMapping, OtelMapping,
+    OtelTableMapping, OtlpGrpcSink, QuantileColumn, Sink, SpanKind, SpanMapping, SummaryMapping,
+    TlsConfig,
+};
+pub use plugin::{MaterializedScript, Plugin, PluginSpec, PluginStatus, PresetScript};
+pub use pxl_script::{
+    DataType, OutputColumn, OutputTable, PxlScript, PxlScriptSpec, PxlScriptStatus, ScriptArg,
+    ScriptArgType, VisSpec,
+};
+pub use vizier::{
+    ClockConverter, DataAccess, DataCollectorParams, LeadershipElectionParams, PodPolicy,
+    PodSecurityContext, ReconciliationPhase, Vizier, VizierPhase, VizierSpec, VizierStatus,
+};
+
+/// API group of every kind in this crate.
+pub const GROUP: &str = "px.dev";
+/// API version of every kind in this crate.
+pub const VERSION: &str = "v1alpha1";
+/// The category every kind belongs to, so that `kubectl get pixie` lists them all.
+pub const CATEGORY: &str = "pixie";
+
+/// Directory, relative to the `crds` crate, that holds the generated YAML.
+pub const YAML_DIR: &str = "yaml";
+
+/// The five CustomResourceDefinitions, in a stable order, as they are installed. Use this rather
+/// than `Vizier::crd()`: descriptions here are reflowed for `kubectl explain`.
+pub fn all_crds() -> Vec<CustomResourceDefinition> {
+    let mut crds = vec![
+        Vizier::crd(),
+        PxlScript::crd(),
+        CronScript::crd(),
+        DataExport::crd(),
+        Plugin::crd(),
+    ];
+    for crd in &mut crds {
+        for version in &mut crd.spec.versions {
+            if let Some(schema) = version
+                .schema
+                .as_mut()
+                .and_then(|s| s.open_api_v3_schema.as_mut())
+            {
+                reflow_descriptions(schema);
+            }
+        }
+    }
+    crds
+}
+
+/// Doc comments arrive with the line breaks of the Rust source; `kubectl explain` wraps text
+/// itself, so hard breaks inside a sentence come out ragged. Joins them, keeping paragraph breaks
+/// and lines that start a list item or indented block.
+fn reflow_descriptions(schema: &mut JSONSchemaProps) {
+    if let Some(description) = schema.description.as_mut() {
+        *description = reflow(description);
+    }
+    for child in schema
+        .properties
+        .iter_mut()
+        .flat_map(|properties| properties.values_mut())
+    {
+        reflow_descriptions(child);
+    }
+    match schema.items.as_mut() {
+        Some(JSONSchemaPropsOrArray::Schema(items)) => reflow_descriptions(items),
+        Some(JSONSchemaPropsOrArray::Schemas(items)) => {
+            items.iter_mut().for_each(reflow_descriptions)
+        }
+        None => {}
+    }
+    if let Some(JSONSchemaPropsOrBool::Schema(values)) = schema.additional_properties.as_mut() {
+        reflow_descriptions(values);
+    }
+}
+
+fn reflow(text: &str) -> String {
+    let starts_block = |line: &str| {
+        line.is_empty()
+            || line.starts_with([' ', '\t', '-', '*', '|', '`'])
+            || line
+                .split_once(['.', ')'])
+                .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut previous: Option<&str> = None;
+    for line in text.split('\n') {
+        if let Some(previous) = previous {
+            out.push(if previous.is_empty() || starts_block(line) {
+                '\n'
+            } else {
+                ' '
+            });
+        }
+        out.push_str(line);
+        previous = Some(line);
+    }
+    out
+}
+
+/// A CRD that could not be written as YAML.
+#[derive(Debug, thiserror::Error)]
+#[error("rendering {crd} as YAML: {source}")]
+pub struct RenderError {
+    crd: String,
+    source: serde_saphyr::SerializeError,
+}
+
+const GENERATED_HEADER: &str =
+    "# Generated by `cargo run -p xtask -- crds` (make crds) from crds/src; do not edit by hand.\n";
+
+/// The contents of `crds/yaml/`: one `<plural>.px.dev.yaml` per kind plus a `kustomization.yaml`
+/// listing them, keyed by file name. Pure: the same types always give the same bytes.
+pub fn render_yaml() -> Result<BTreeMap<String, String>, RenderError> {
+    let mut files = BTreeMap::new();
+    for crd in all_crds() {
+        let name = crd
+            .metadata
+            .name
+            .clone()
+            .expect("derived CRDs are named <plural>.<group>");
+        let body = serde_saphyr::to_string(&crd).map_err(|source| RenderError {
+            crd: name.clone(),
+            source,
+        })?;
+        files.insert(format!("{name}.yaml"), format!("{GENERATED_HEADER}{body}"));
+    }
+    let mut kustomization = String::from(GENERATED_HEADER);
+    kustomization
+        .push_str("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n");
+    for file in files.keys() {
+        kustomization.push_str(&format!("- {file}\n"));
+    }
+    files.insert("kustomization.yaml".to_owned(), kustomization);
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reflow;
+
+    #[test]
+    fn reflow_joins_wrapped_lines_but_keeps_paragraphs_and_lists() {
+        assert_eq!(
+            reflow("Labels added to\nevery pod."),
+            "Labels added to every pod."
+        );
+        assert_eq!(reflow("First.\n\nSecond\nline."), "First.\n\nSecond line.");
+        assert_eq!(
+            reflow("Possible values:\n - `A` first\n - `B` second"),
+            "Possible values:\n - `A` first\n - `B` second"
+        );
+        assert_eq!(
+            reflow("Steps:\n1. build\n2. apply"),
+            "Steps:\n1. build\n2. apply"
+        );
+        assert_eq!(
+            reflow("More info:\nhttps://kubernetes.io/docs"),
+            "More info: https://kubernetes.io/docs"
+        );
+    }
+}
