@@ -11,13 +11,13 @@ VIZIER := $(CARGO_TARGET_DIR)/debug/vizier
 
 # Debian packages the build and the tests use (clang-19 and libbpf for the eBPF programs, protoc for
 # gRPC code generation, wrk for benchmarks, python3 for test peers).
-APT_PACKAGES := clang-19 llvm-19 libbpf-dev bpftool protobuf-compiler wrk python3 openssl curl
+APT_PACKAGES := clang-19 llvm-19 libbpf-dev bpftool protobuf-compiler wrk python3 openssl curl lua5.4
 FUZZ_SECONDS ?= 20
 
 .PHONY: help deps build run test fuzz dev-cluster dev-cluster-down crds lint bench bench-collector
 
 help:
-	@echo "make run               build and start the collector tracing this host (needs root)"
+	@echo "make run               build and start the standalone Vizier tracing this host (needs root)"
 	@echo "make test              every test: unit, property, fuzz, eBPF and real-cluster suites"
 	@echo "make dev-cluster       start a real control plane with simulated nodes; prints its kubeconfig"
 	@echo "make dev-cluster-down  stop it"
@@ -70,12 +70,18 @@ dev-cluster-down:
 crds:
 	cargo run -q -p xtask -- crds
 
+# config/argocd/argocd-cm-patch.yaml from the Argo CD health checks in config/argocd/<Kind>/health.lua
+# (their tests, run by lua5.4, are part of `cargo test -p xtask`).
+.PHONY: argocd
+argocd:
+	cargo run -q -p xtask -- argocd
+
 lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 
 # Benchmarks print ratios against a baseline measured in the same run; release builds, so the first
 # run compiles for a while.
-bench: bench-collector
+bench: bench-collector bench-pxl bench-operator
 
 bench-collector: deps
 	cargo build -q --release -p pixie-collector --example http_overhead_bench

@@ -1,9 +1,11 @@
 //! `vizier`: the data-plane binary. One subcommand per role; `pem` collects on this host (eBPF
-//! socket tracer, process stats) into the in-memory table store. `standalone`, `kelvin` and
-//! `broker` join it as their crates land.
+//! socket tracer, process stats) into the in-memory table store; `standalone` adds the query engine
+//! and the broker API on top, in one process. `kelvin` and `broker` join them as their crates land.
 
+mod collect;
 mod pem;
 mod print;
+mod standalone;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -19,6 +21,8 @@ struct Cli {
 enum Command {
     /// Run the PEM's data collection on this host (needs root: loads eBPF programs).
     Pem(pem::PemArgs),
+    /// Collector, table store, PxL engine and broker API in one process on this host (needs root).
+    Standalone(standalone::StandaloneArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -31,5 +35,6 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Pem(args) => pem::run(args),
+        Command::Standalone(args) => standalone::run(args),
     }
 }
