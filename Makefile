@@ -23,6 +23,7 @@ help:
 	@echo "make dev-cluster-down  stop it"
 	@echo "make crds              regenerate crds/yaml from the Rust types"
 	@echo "make lint              clippy on every crate"
+	@echo "make argocd            regenerate config/argocd/argocd-cm-patch.yaml from the Lua health checks"
 	@echo "make bench             benchmarks, each printed as a ratio against a baseline in the same run"
 
 deps:
@@ -44,6 +45,9 @@ run: build
 
 # One control plane for the whole run, torn down on exit (and by its watchdog if make is killed).
 test: deps
+	@log=$$(mktemp); \
+	if $(MAKE) --no-print-directory fuzz >"$$log" 2>&1; then tail -n 1 "$$log"; rm -f "$$log"; \
+	else cat "$$log"; rm -f "$$log"; echo "fuzzing the HTTP parser failed"; exit 1; fi
 	cargo build --workspace --all-targets
 	@$(CLUSTER) bin-dir >/dev/null
 	@set -e; dir=$$(mktemp -d /tmp/pixie-test-cluster.XXXXXX); \
@@ -52,7 +56,6 @@ test: deps
 	kubeconfig=$$($(CLUSTER) up "$$dir" --owner $$$$); \
 	PIXIE_TEST_KUBECONFIG=$$kubeconfig PIXIE_K8S_BIN=$$($(CLUSTER) bin-dir) \
 	  cargo test --workspace --all-targets
-	@$(MAKE) --no-print-directory fuzz
 
 fuzz: deps
 	cd vizier/protocols/fuzz && RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(CACHE)/fuzz-target \
