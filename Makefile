@@ -87,8 +87,7 @@ lint:
 bench: bench-collector bench-pxl bench-operator
 
 bench-collector: deps
-	cargo build -q --release -p pixie-collector --example http_overhead_bench
-	cargo build -q --release -p pixie-store --example ingest_bench
+	cargo build -q --release -p pixie-collector -p pixie-store --example http_overhead_bench --example ingest_bench
 	$(CARGO_TARGET_DIR)/release/examples/http_overhead_bench
 	$(CARGO_TARGET_DIR)/release/examples/ingest_bench --total-mib 1280
 
