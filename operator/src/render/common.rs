@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapEnvSource, Container, EnvFromSource, EnvVar, EnvVarSource, ObjectFieldSelector, PodSecurityContext,
     PodSpec, PodTemplateSpec, ResourceRequirements, SecretKeySelector, SecretVolumeSource, Toleration, Volume, VolumeMount,
@@ -229,6 +230,30 @@ pub struct PodShape {
 
 /// Wraps a pod spec into a template with the Vizier's pod policy applied: labels, annotations,
 /// node selector, tolerations, security context and default container resources.
+/// A StatefulSet of `replicas` unprivileged pods of `component`, named `name`, whose pods get their
+/// DNS names from the headless Service `service`.
+pub fn stateful_set(
+    inputs: &Inputs,
+    settings_hash: &str,
+    name: &str,
+    service: &str,
+    component: Component,
+    replicas: i32,
+    pod: PodSpec,
+) -> StatefulSet {
+    StatefulSet {
+        metadata: meta(inputs, name, Some(component)),
+        spec: StatefulSetSpec {
+            replicas: Some(replicas),
+            service_name: Some(service.to_owned()),
+            selector: selector(inputs, component),
+            template: pod_template(inputs, settings_hash, PodShape { component, privileged: false, spec: pod }),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
 pub fn pod_template(inputs: &Inputs, settings_hash: &str, shape: PodShape) -> PodTemplateSpec {
     let policy = inputs.spec.pod.clone().unwrap_or_default();
     let mut spec = shape.spec;

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, StatefulSet};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, PersistentVolumeClaim, PersistentVolumeClaimSpec,
     PersistentVolumeClaimVolumeSource, PodSpec, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
@@ -80,21 +80,7 @@ pub fn statefulset(inputs: &Inputs, settings_hash: &str) -> StatefulSet {
     };
     let mount = VolumeMount { name: "metadata-volume".into(), mount_path: "/metadata".into(), ..Default::default() };
     let pod = metadata_pod(inputs, vec![env("PL_METADATA_STORE", "file:/metadata")], Some((volume, mount)));
-    StatefulSet {
-        metadata: meta(inputs, METADATA, Some(Component::Metadata)),
-        spec: StatefulSetSpec {
-            replicas: Some(1),
-            service_name: Some(METADATA_SERVICE.to_owned()),
-            selector: selector(inputs, Component::Metadata),
-            template: common::pod_template(
-                inputs,
-                settings_hash,
-                PodShape { component: Component::Metadata, privileged: false, spec: pod },
-            ),
-            ..Default::default()
-        },
-        ..Default::default()
-    }
+    common::stateful_set(inputs, settings_hash, METADATA, METADATA_SERVICE, Component::Metadata, 1, pod)
 }
 
 pub fn deployment(inputs: &Inputs, settings_hash: &str) -> Deployment {
@@ -204,20 +190,8 @@ pub fn etcd_statefulset(inputs: &Inputs, settings_hash: &str) -> StatefulSet {
         ]),
         ..Default::default()
     };
-    StatefulSet {
-        metadata: meta(inputs, ETCD, Some(Component::Etcd)),
-        spec: StatefulSetSpec {
-            replicas: Some(ETCD_MEMBERS),
-            service_name: Some(ETCD.to_owned()),
-            pod_management_policy: Some("Parallel".into()),
-            selector: selector(inputs, Component::Etcd),
-            template: common::pod_template(
-                inputs,
-                settings_hash,
-                PodShape { component: Component::Etcd, privileged: false, spec: pod },
-            ),
-            ..Default::default()
-        },
-        ..Default::default()
-    }
+    let mut set = common::stateful_set(inputs, settings_hash, ETCD, ETCD, Component::Etcd, ETCD_MEMBERS, pod);
+    // Members find each other through DNS, so they must start together.
+    set.spec.pod_management_policy = Some("Parallel".into());
+    set
 }

@@ -3,14 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, PodSpec, Probe, Service, ServicePort,
     ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::common::{self, PodShape, meta, selector, selector_labels};
+use super::common::{self, meta, selector_labels};
 use super::{Component, NATS, NATS_CONFIG};
 use crate::validate::Inputs;
 
@@ -82,19 +82,5 @@ pub fn statefulset(inputs: &Inputs, settings_hash: &str) -> StatefulSet {
         ]),
         ..Default::default()
     };
-    StatefulSet {
-        metadata: meta(inputs, NATS, Some(Component::Nats)),
-        spec: StatefulSetSpec {
-            replicas: Some(1),
-            service_name: Some(NATS.to_owned()),
-            selector: selector(inputs, Component::Nats),
-            template: common::pod_template(
-                inputs,
-                settings_hash,
-                PodShape { component: Component::Nats, privileged: false, spec: pod },
-            ),
-            ..Default::default()
-        },
-        ..Default::default()
-    }
+    common::stateful_set(inputs, settings_hash, NATS, NATS, Component::Nats, 1, pod)
 }
