@@ -107,15 +107,34 @@ fn lua(program: &str, args: &[&Path]) -> String {
 
 /// The check Argo CD would run for `kind`: the script embedded in argocd-cm-patch.yaml (the
 /// conditions.lua prelude plus `<Kind>/health.lua`), written out for lua5.4 to load.
-fn embedded_script(kind: &str) -> PathBuf {
+fn embedded_script(kind: &str) -> TempScript {
     let patch = read_yaml(&argocd_dir().join("argocd-cm-patch.yaml"));
     let key = format!("resource.customizations.health.px.dev_{kind}");
     let script = patch["data"][&key]
         .as_str()
         .unwrap_or_else(|| panic!("{key} missing from argocd-cm-patch.yaml: run `make argocd`"));
-    let path = std::env::temp_dir().join(format!("px-argocd-{kind}-{}.lua", std::process::id()));
+    // Tests run in parallel threads: each call gets a file of its own.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("px-argocd-{kind}-{}-{n}.lua", std::process::id()));
     fs::write(&path, script).unwrap();
-    path
+    TempScript(path)
+}
+
+/// A script file that is removed when the test is done with it.
+struct TempScript(PathBuf);
+
+impl std::ops::Deref for TempScript {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempScript {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
 }
 
 /// Runs `script` the way Argo CD does (the object in the global `obj`, the script's return value
@@ -176,7 +195,7 @@ fn every_health_test_case_gets_its_expected_status_and_message() {
 fn every_status_a_script_can_return_has_a_case() {
     for kind in KINDS {
         let dir = argocd_dir().join(kind);
-        let script = fs::read_to_string(embedded_script(kind)).unwrap();
+        let script = fs::read_to_string(&*embedded_script(kind)).unwrap();
         let tests = fs::read_to_string(dir.join("health_test.yaml")).unwrap();
         for status in STATUSES {
             if script.contains(&format!("hs.status = \"{status}\"")) {
