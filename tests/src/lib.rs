@@ -115,7 +115,7 @@ impl TestCluster {
     }
 
     /// Installs the checked-in CRDs (`crds/yaml/`) as a user would, and waits until they serve.
-    pub async fn install_crds(&self, _client: &Client) {
+    pub fn install_crds(&self) {
         let dir = format!("{REPO_ROOT}/crds/yaml");
         let applied = self.kubectl_ok(&[
             "apply",

@@ -65,7 +65,7 @@ async fn kubectl_eventually(cluster: &TestCluster, args: &[&str]) -> String {
 async fn setup(prefix: &str) -> (&'static TestCluster, Client, String) {
     let cluster = TestCluster::shared();
     let client = cluster.client().await;
-    cluster.install_crds(&client).await;
+    cluster.install_crds();
     let ns = cluster.fresh_namespace(&client, prefix).await;
     (cluster, client, ns)
 }

@@ -273,7 +273,7 @@ async fn repair(client: &Client, ns: &str, pod: &str) {
 async fn setup(prefix: &str) -> (&'static TestCluster, Client, String) {
     let cluster = TestCluster::shared();
     let client = cluster.client().await;
-    cluster.install_crds(&client).await;
+    cluster.install_crds();
     let ns = cluster.fresh_namespace(&client, prefix).await;
     (cluster, client, ns)
 }

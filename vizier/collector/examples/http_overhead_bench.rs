@@ -40,7 +40,7 @@ fn main() {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let counter = server_rows.clone();
         let server_pid = server.pid();
-        let summary = runtime.block_on(async {
+        let (summary, result) = runtime.block_on(async {
             let collector = Collector::start(CollectorConfig::default(), TableStore::new(StoreBudget::default()))
                 .expect("start the collector (run as root)")
                 .with_sink(Box::new(move |table, batch| {
@@ -62,7 +62,6 @@ fn main() {
             let (summary, result) = tokio::join!(run, load);
             (summary.expect("collector run"), result.expect("wrk"))
         });
-        let (summary, result) = summary;
         traced_rps += result.rps;
         requests += result.requests;
         captured += server_rows.load(Ordering::Relaxed);
@@ -114,17 +113,20 @@ struct ServerProcess(Child);
 
 impl ServerProcess {
     fn start(port: u16) -> Self {
-        let child = Command::new(std::env::current_exe().unwrap())
-            .args(["serve", &port.to_string()])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start the server process");
+        let mut server = ServerProcess(
+            Command::new(std::env::current_exe().unwrap())
+                .args(["serve", &port.to_string()])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("start the server process"),
+        );
         for _ in 0..100 {
             if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return ServerProcess(child);
+                return server;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        server.stop();
         panic!("benchmark server did not listen on {port}");
     }
 
