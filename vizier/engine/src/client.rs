@@ -103,6 +103,16 @@ impl VizierClient {
     }
 }
 
+impl proto::ExecuteScriptRequest {
+    /// Runs the script over `[start_ns, end_ns)`, the window `px.plugin.start_time` and
+    /// `px.plugin.end_time` stand for (as a CronScript run does).
+    pub fn with_window(mut self, start_ns: i64, end_ns: i64) -> Self {
+        self.window_start_ns = start_ns;
+        self.window_end_ns = end_ns;
+        self
+    }
+}
+
 /// The responses of one `ExecuteScript`, decoded one by one.
 pub struct ResultStream {
     inner: Streaming<proto::ExecuteScriptResponse>,

@@ -68,6 +68,8 @@ pub struct Query {
     pub max_rows: Option<usize>,
     /// What `px.now()` and relative start times mean; the wall clock when `None`.
     pub now_ns: Option<i64>,
+    /// `(start_ns, end_ns)` of a CronScript or plugin run: `px.plugin.start_time`/`end_time`.
+    pub window: Option<(i64, i64)>,
 }
 
 impl Query {
@@ -86,6 +88,7 @@ impl Query {
             args: BTreeMap::new(),
             max_rows: None,
             now_ns: None,
+            window: None,
         }
     }
 }
@@ -214,6 +217,7 @@ impl Engine {
             args: query.args.clone(),
             // One row past the cap, so that a cut output can be told from one that fits exactly.
             max_output_rows: Some(self.row_cap(query).saturating_add(1)),
+            window: query.window,
         };
         match query.language {
             Language::Pxl => pixie_pxl::compile(

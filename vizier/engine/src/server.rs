@@ -140,7 +140,21 @@ fn to_query(request: &proto::ExecuteScriptRequest) -> Result<Query, Status> {
         0 => None,
         n => Some(usize::try_from(n).unwrap_or(usize::MAX)),
     };
+    query.window =
+        window(request.window_start_ns, request.window_end_ns).map_err(Status::invalid_argument)?;
     Ok(query)
+}
+
+/// The request's run window: none when both ends are 0, else a start before the end.
+fn window(start_ns: i64, end_ns: i64) -> Result<Option<(i64, i64)>, String> {
+    match (start_ns, end_ns) {
+        (0, 0) => Ok(None),
+        (start, end) if start < end => Ok(Some((start, end))),
+        (start, end) => Err(format!(
+            "window_start_ns ({start}) must be before window_end_ns ({end}); leave both 0 for no \
+             window"
+        )),
+    }
 }
 
 /// Turns engine events into wire messages: schemas and batches become Arrow IPC chunks.

@@ -329,3 +329,55 @@ async fn an_address_with_nothing_listening_is_unreachable_not_a_hang() {
         other => panic!("want Unreachable, got {:?}", other.map(|_| ())),
     }
 }
+
+#[tokio::test]
+async fn a_run_window_bounds_px_plugin_times_and_exports_stream_as_outputs() {
+    let server = start(store(), EngineConfig::default()).await;
+    let mut client = VizierClient::connect(&server.addr).await.unwrap();
+    let script = "import px\n\
+        df = px.DataFrame(table='http_events', start_time=px.plugin.start_time, \
+        end_time=px.plugin.end_time)\n\
+        df = df.groupby('req_method').agg(requests=('latency', px.count), time_=('time_', px.max))\n\
+        px.export(df, px.otel.Data(resource={'service.name': df.req_method}, \
+        data=[px.otel.metric.Gauge(name='http.requests', value=df.requests)]))\n";
+
+    // [NEW_NS + 1, NEW_NS + 3) holds the second and third request: POST /b and GET /c.
+    let got = events(&mut client, pxl(script).with_window(NEW_NS + 1, NEW_NS + 3)).await;
+    match &got[0] {
+        ClientEvent::Outputs(names) => assert_eq!(names, &["export"]),
+        other => panic!("first event {other:?}"),
+    }
+    let mut methods: Vec<String> = batches_of(&got, "export")
+        .iter()
+        .flat_map(|b| strings(b, "req_method"))
+        .collect();
+    methods.sort();
+    assert_eq!(methods, ["GET", "POST"]);
+
+    // Without a window px.plugin has no times.
+    let got = events(&mut client, pxl(script)).await;
+    match &got[..] {
+        [ClientEvent::CompileError { line, col, message }] => {
+            assert_eq!((*line, *col), (2, 51));
+            assert_eq!(
+                message,
+                "px.plugin.start_time is only set when a CronScript or plugin runs the script"
+            );
+        }
+        other => panic!("want one compile error, got {other:?}"),
+    }
+
+    // A window that does not move forward is refused before compiling.
+    match client
+        .execute(pxl(script).with_window(NEW_NS, NEW_NS))
+        .await
+    {
+        Err(ClientError::Status(status)) => {
+            assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+            assert!(status.message().contains("window_start_ns"), "{status:?}");
+        }
+        Err(other) => panic!("want InvalidArgument, got {other:?}"),
+        Ok(_) => panic!("want InvalidArgument, got a stream"),
+    }
+    server.stop().await;
+}

@@ -38,9 +38,26 @@
 //! **Times.** `px.DataFrame(start_time=, end_time=)` take `'-5m'`-style relative times, absolute
 //! RFC 3339 times, or integer nanoseconds (e.g. `px.now() - px.parse_duration('5m')`); they become
 //! `time_ >= start` and `time_ < end` filters on the scan, which table providers can push down.
+//! `px.plugin.start_time` and `px.plugin.end_time` are [`CompileOptions::window`] in integer
+//! nanoseconds (as in Pixie); using them without a window is a compile error.
+//!
+//! **Export.** `px.export(df, px.otel.Data(resource={...}, data=[...]))` takes Pixie's
+//! `px.otel.metric.Gauge`, `px.otel.metric.Summary` and `px.otel.trace.Span` with Pixie's argument
+//! names. The exported DataFrame becomes an output like a displayed one, named `export`, `export_1`,
+//! ... in call order (skipping names `px.display` uses), and an [`ExportPlan`] in
+//! [`CompiledScript::exports`] says how its rows become OpenTelemetry data. Every column named must
+//! be a plain column of the exported DataFrame (attributes: strings; gauge values, summary sums and
+//! quantiles: numbers; summary counts: ints; span times: times); metric points are stamped with the
+//! row's `time_`, which the DataFrame must keep. `px.otel.Endpoint` is refused: where data goes is
+//! the DataExport's (or Plugin's) business, with its TLS settings, Secret headers and status.
+//!
+//! **Checking without a Vizier.** [`check`] compiles against [`SchemaCatalog::standard`], the
+//! store's table schemas without rows, and reports each output's columns.
 
+mod check;
 mod compiler;
 mod error;
+mod export;
 pub mod quantiles;
 mod scripts;
 mod sql;
@@ -54,7 +71,9 @@ use std::sync::Arc;
 
 use datafusion::logical_expr::{AggregateUDF, LogicalPlan, ScalarUDF, TableSource};
 
+pub use check::{OutputSchema, SchemaCatalog, ScriptSummary, check};
 pub use error::CompileError;
+pub use export::{ExportPlan, GaugeExport, SpanExport, SummaryExport};
 pub use scripts::bundled_scripts;
 pub use suggest::closest;
 pub use time::{parse_duration, parse_time};
@@ -122,6 +141,9 @@ pub struct CompileOptions {
     pub args: BTreeMap<String, String>,
     /// When set, every output is limited to this many rows.
     pub max_output_rows: Option<usize>,
+    /// `(start_ns, end_ns)`: the time window of a CronScript or plugin run, which
+    /// `px.plugin.start_time` and `px.plugin.end_time` evaluate to.
+    pub window: Option<(i64, i64)>,
 }
 
 /// The plans of one script, in display order.
@@ -130,9 +152,11 @@ pub struct CompiledScript {
     pub outputs: Vec<OutputPlan>,
     /// The entry function's typed parameters (empty for scripts that display at top level).
     pub params: Vec<ScriptParam>,
+    /// One per `px.export`, in call order; each names its output in `outputs`.
+    pub exports: Vec<ExportPlan>,
 }
 
-/// One displayed table: run `plan` with `SessionContext::execute_logical_plan`.
+/// One displayed or exported table: run `plan` with `SessionContext::execute_logical_plan`.
 #[derive(Debug, Clone)]
 pub struct OutputPlan {
     pub name: String,

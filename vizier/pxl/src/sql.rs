@@ -65,6 +65,7 @@ pub fn compile_sql(
             plan,
         }],
         params: Vec::new(),
+        exports: Vec::new(),
     })
 }
 

@@ -5,9 +5,11 @@
 //!
 //! `UPDATE_GOLDEN=1 cargo test -p pixie-pxl --test golden` rewrites the expected files; review the
 //! diff like code. A program's first comment lines may set `# args: name=value ...` (the entry
-//! function's arguments) and `# max_output_rows: N`.
+//! function's arguments), `# max_output_rows: N` and `# window: START END` (the run window behind
+//! `px.plugin.start_time`/`end_time`, as times like `-30s` or `now`).
 //!
-//! Rows of each output table are sorted, so hash-aggregate and join order do not matter.
+//! Rows of each output table are sorted, so hash-aggregate and join order do not matter. A program
+//! that calls `px.export` also has its [`pixie_pxl::ExportPlan`]s written after its tables.
 
 mod common;
 
@@ -19,7 +21,9 @@ use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
 use arrow::util::pretty::pretty_format_batches;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use pixie_pxl::{CompileOptions, CompiledScript, bundled_scripts, compile, compile_sql};
+use pixie_pxl::{
+    CompileOptions, CompiledScript, bundled_scripts, compile, compile_sql, parse_time,
+};
 
 use common::{Catalog, Metadata, NOW_NS};
 
@@ -37,6 +41,7 @@ fn options_for(source: &str) -> CompileOptions {
         now_ns: NOW_NS,
         args: BTreeMap::new(),
         max_output_rows: None,
+        window: None,
     };
     for line in source
         .lines()
@@ -50,6 +55,15 @@ fn options_for(source: &str) -> CompileOptions {
             }
         } else if let Some(n) = line.strip_prefix("max_output_rows:") {
             options.max_output_rows = Some(n.trim().parse().expect("a row count"));
+        } else if let Some(window) = line.strip_prefix("window:") {
+            let times: Vec<i64> = window
+                .split_whitespace()
+                .map(|t| parse_time(t, NOW_NS).expect("a window time"))
+                .collect();
+            let [start, end] = times[..] else {
+                panic!("window: takes a start and an end time")
+            };
+            options.window = Some((start, end));
         }
     }
     options
@@ -59,6 +73,7 @@ fn options_for(source: &str) -> CompileOptions {
 async fn execute(script: CompiledScript) -> Result<String, String> {
     let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
     let mut text = String::new();
+    let exports = script.exports.clone();
     for output in script.outputs {
         let schema = output.plan.schema().inner().clone();
         let df = ctx
@@ -77,6 +92,9 @@ async fn execute(script: CompiledScript) -> Result<String, String> {
         ));
         text.push_str(&render_sorted(&batch));
         text.push('\n');
+    }
+    for export in exports {
+        text.push_str(&format!("== export plan ==\n{export:#?}\n"));
     }
     Ok(text)
 }

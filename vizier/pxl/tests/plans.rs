@@ -59,6 +59,7 @@ fn options() -> CompileOptions {
         now_ns: NOW_NS,
         args: BTreeMap::new(),
         max_output_rows: None,
+        window: None,
     }
 }
 

@@ -3,7 +3,7 @@
 use ruff_python_ast::{self as ast, BoolOp, CmpOp, Expr, Number, UnaryOp};
 use ruff_text_size::{Ranged, TextRange};
 
-use super::value::Col;
+use super::value::{Col, DictEntry};
 use super::{Compiler, Result, Value};
 use crate::suggest::did_you_mean;
 
@@ -23,6 +23,7 @@ impl<'a> Compiler<'a> {
             Expr::NoneLiteral(_) => Ok(Value::None),
             Expr::Name(name) => self.name(name),
             Expr::List(l) => Ok(Value::List(self.eval_all(&l.elts)?)),
+            Expr::Dict(d) => self.dict(d),
             Expr::Tuple(t) => Ok(Value::Tuple(self.eval_all(&t.elts)?)),
             Expr::BinOp(b) => {
                 let left = self.eval(&b.left)?;
@@ -62,7 +63,7 @@ impl<'a> Compiler<'a> {
             other => {
                 let what = match other {
                     Expr::Lambda(_) => "lambdas",
-                    Expr::Dict(_) | Expr::DictComp(_) => "dicts",
+                    Expr::DictComp(_) => "dict comprehensions",
                     Expr::Set(_) | Expr::SetComp(_) => "sets",
                     Expr::ListComp(_) | Expr::Generator(_) => "comprehensions",
                     Expr::FString(_) | Expr::TString(_) => "f-strings",
@@ -78,6 +79,37 @@ impl<'a> Compiler<'a> {
 
     fn eval_all(&mut self, items: &'a [Expr]) -> Result<Vec<Value<'a>>> {
         items.iter().map(|e| self.eval(e)).collect()
+    }
+
+    /// `{key: value, ...}` with constant keys, each given once.
+    fn dict(&mut self, d: &'a ast::ExprDict) -> Result<Value<'a>> {
+        let mut entries: Vec<DictEntry<'a>> = Vec::with_capacity(d.items.len());
+        for item in &d.items {
+            let Some(key_expr) = &item.key else {
+                return self.err(item.value.range(), "'**' in dicts is not supported in PxL");
+            };
+            let key = self.eval(key_expr)?;
+            if !key.is_constant() {
+                return self.err(
+                    key_expr.range(),
+                    format!("dict keys must be constants, got {}", key.type_name()),
+                );
+            }
+            if entries.iter().any(|e| constant_eq(&e.key, &key)) {
+                return self.err(
+                    key_expr.range(),
+                    format!("dict key {} is given twice", key.repr()),
+                );
+            }
+            let value = self.eval(&item.value)?;
+            entries.push(DictEntry {
+                key,
+                key_at: key_expr.range(),
+                value,
+                value_at: item.value.range(),
+            });
+        }
+        Ok(Value::Dict(entries))
     }
 
     fn name(&self, name: &ast::ExprName) -> Result<Value<'a>> {
@@ -234,6 +266,7 @@ impl<'a> Compiler<'a> {
         let name = attr.id.as_str();
         match object {
             Value::Px => self.px_attribute(name, attr.range()),
+            Value::PxModule(module) => self.module_attribute(module, name, attr.range(), at),
             Value::DataFrame(id) => {
                 if name == "ctx" {
                     return Ok(Value::Ctx(id));
@@ -282,6 +315,23 @@ impl<'a> Compiler<'a> {
                 key_at,
                 format!("df.ctx[...] takes a string key, got {}", other.type_name()),
             ),
+            (Value::Dict(entries), key) => {
+                match entries.iter().position(|e| constant_eq(&e.key, &key)) {
+                    Some(i) => Ok(entries.into_iter().nth(i).expect("found").value),
+                    None => self.err(
+                        key_at,
+                        format!(
+                            "key {} is not in the dict (keys: {})",
+                            key.repr(),
+                            entries
+                                .iter()
+                                .map(|e| e.key.repr())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ),
+                }
+            }
             (Value::List(items) | Value::Tuple(items), Value::Int(i)) => {
                 let len = items.len() as i64;
                 let index = if i < 0 { i + len } else { i };
@@ -307,11 +357,29 @@ impl<'a> Compiler<'a> {
                 let object = self.eval(&attr.value)?;
                 let method = attr.attr.id.as_str();
                 match object {
-                    Value::Px => {
+                    Value::Px | Value::PxModule(_) => {
                         // An unknown function is reported before its arguments are looked at.
-                        self.px_attribute(method, attr.attr.range())?;
+                        let callee = match object {
+                            Value::PxModule(module) => self.module_attribute(
+                                module,
+                                method,
+                                attr.attr.range(),
+                                attr.range(),
+                            )?,
+                            _ => self.px_attribute(method, attr.attr.range())?,
+                        };
+                        let Value::PxFn(f) = callee else {
+                            return self.err(
+                                attr.range(),
+                                format!(
+                                    "'{}' is a {}, which cannot be called",
+                                    self.text(attr.range()),
+                                    callee.type_name()
+                                ),
+                            );
+                        };
                         let args = self.eval_args(&call.arguments, range)?;
-                        self.call_px(method, attr.attr.range(), args)
+                        self.call_px(f, attr.attr.range(), args)
                     }
                     Value::DataFrame(id) => {
                         let args = self.eval_args(&call.arguments, range)?;

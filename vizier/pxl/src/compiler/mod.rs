@@ -5,10 +5,11 @@ mod args;
 mod expr;
 mod frame;
 mod ops;
+mod otel;
 mod px;
 mod value;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use datafusion::common::DFSchemaRef;
@@ -18,6 +19,7 @@ use ruff_python_ast::{Expr, ModModule, Stmt, StmtFunctionDef};
 use ruff_text_size::{Ranged, TextRange, TextSize};
 
 use crate::error::{CompileError, LineIndex};
+use crate::export::ExportPlan;
 use crate::suggest::did_you_mean;
 use crate::udf::{Pluck, PluckKind, UpidToMetadata, UpidToPid};
 use crate::{
@@ -43,6 +45,34 @@ pub fn compile(
     let module: &ModModule = parsed.syntax();
     let mut compiler = Compiler::new(source, index, catalog, metadata, options);
     compiler.run(module)
+}
+
+/// Names exported outputs `export`, `export_1`, `export_2`, ... in call order, skipping the names
+/// of displayed outputs, and points each [`ExportPlan`] at its output.
+fn name_exports(outputs: &mut [Output]) {
+    let mut taken: HashSet<String> = outputs
+        .iter()
+        .filter(|o| o.export.is_none())
+        .map(|o| o.name.clone())
+        .collect();
+    let mut n = 0;
+    for output in outputs.iter_mut() {
+        let Some(export) = &mut output.export else {
+            continue;
+        };
+        let name = loop {
+            let candidate = match n {
+                0 => "export".to_string(),
+                n => format!("export_{n}"),
+            };
+            n += 1;
+            if taken.insert(candidate.clone()) {
+                break candidate;
+            }
+        };
+        export.output = name.clone();
+        output.name = name;
+    }
 }
 
 fn syntax_message(error: &ruff_python_parser::ParseErrorType) -> String {
@@ -85,9 +115,11 @@ enum Flow<'a> {
 }
 
 struct Output {
+    /// The `px.display` name; exports are named once every display is known.
     name: String,
     plan: LogicalPlan,
     at: TextSize,
+    export: Option<ExportPlan>,
 }
 
 pub struct Compiler<'a> {
@@ -151,7 +183,10 @@ impl<'a> Compiler<'a> {
                 ),
             ));
         }
-        let outputs = std::mem::take(&mut self.outputs)
+        let mut outputs = std::mem::take(&mut self.outputs);
+        name_exports(&mut outputs);
+        let exports = outputs.iter().filter_map(|o| o.export.clone()).collect();
+        let outputs = outputs
             .into_iter()
             .map(|output| {
                 let plan = match self.options.max_output_rows {
@@ -167,7 +202,11 @@ impl<'a> Compiler<'a> {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(CompiledScript { outputs, params })
+        Ok(CompiledScript {
+            outputs,
+            params,
+            exports,
+        })
     }
 
     /// Calls the entry function with `options.args` (or defaults) and displays what it returns.
@@ -615,7 +654,11 @@ impl<'a> Compiler<'a> {
 
     /// Adds an output; names are unique so the client can tell tables apart.
     fn display(&mut self, df: usize, name: String, at: TextSize) -> Result<()> {
-        if self.outputs.iter().any(|o| o.name == name) {
+        if self
+            .outputs
+            .iter()
+            .any(|o| o.export.is_none() && o.name == name)
+        {
             return Err(self.error(
                 at,
                 format!("output '{name}' is displayed twice; give each px.display a distinct name"),
@@ -625,8 +668,19 @@ impl<'a> Compiler<'a> {
             name,
             plan: self.plans[df].clone(),
             at,
+            export: None,
         });
         Ok(())
+    }
+
+    /// Adds an exported DataFrame as an output, so it runs and streams like a displayed one.
+    fn export(&mut self, df: usize, plan: ExportPlan, at: TextSize) {
+        self.outputs.push(Output {
+            name: String::new(),
+            plan: self.plans[df].clone(),
+            at,
+            export: Some(plan),
+        });
     }
 
     fn new_frame(&mut self, plan: LogicalPlan) -> usize {

@@ -12,6 +12,7 @@ use ruff_text_size::TextRange;
 use super::args::{Arg, CallArgs};
 use super::frame::AGGREGATES;
 use super::ops::Operand;
+use super::otel::TOP_MODULES;
 use super::value::{Col, Kind, time_type};
 use super::{Compiler, Result, Value};
 use crate::MetadataField;
@@ -44,10 +45,11 @@ const METADATA_FUNCTIONS: [(&str, MetadataField); 7] = [
 ];
 
 /// Every other `px.*` function this compiler implements.
-const FUNCTIONS: [&str; 22] = [
+const FUNCTIONS: [&str; 23] = [
     "DataFrame",
     "display",
     "debug",
+    "export",
     "now",
     "parse_duration",
     "bin",
@@ -70,11 +72,8 @@ const FUNCTIONS: [&str; 22] = [
 ];
 
 /// Pixie functions we know of but do not implement: a clear error instead of "unknown".
-const NOT_SUPPORTED: [&str; 14] = [
-    "export",
-    "otel",
+const NOT_SUPPORTED: [&str; 11] = [
     "vis",
-    "plugin",
     "ip_to_pod_id",
     "pod_id_to_pod_name",
     "pod_id_to_service_name",
@@ -105,6 +104,9 @@ fn known(name: &str) -> Option<&'static str> {
 impl<'a> Compiler<'a> {
     /// `px.name` not directly called, e.g. `px.count` in `agg(...)`.
     pub(super) fn px_attribute(&self, name: &str, at: TextRange) -> Result<Value<'a>> {
+        if let Some(module) = TOP_MODULES.iter().find(|m| **m == name) {
+            return Ok(Value::PxModule(module));
+        }
         match known(name) {
             Some(name) => Ok(Value::PxFn(name)),
             None => self.err(at, self.unknown_px(name)),
@@ -115,7 +117,7 @@ impl<'a> Compiler<'a> {
         if NOT_SUPPORTED.contains(&name) {
             format!("px.{name} is not supported by this PxL compiler")
         } else {
-            let hint = match crate::suggest::closest(name, all_names()) {
+            let hint = match crate::suggest::closest(name, all_names().chain(TOP_MODULES)) {
                 Some(c) => format!("; did you mean px.{c}?"),
                 None => String::new(),
             };
@@ -133,6 +135,8 @@ impl<'a> Compiler<'a> {
         let fname = format!("px.{name}()");
         match name {
             "DataFrame" => self.source(call_at, args),
+            "export" => self.call_otel(name, args),
+            otel if otel.starts_with("otel.") => self.call_otel(otel, args),
             "display" | "debug" => {
                 let [df, out] = self.bind_fixed(&fname, &["df", "name"], 1, args)?;
                 let df = df.expect("required");

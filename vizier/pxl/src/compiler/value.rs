@@ -3,6 +3,9 @@
 use arrow::datatypes::{DataType, TimeUnit};
 use datafusion::logical_expr::Expr;
 use ruff_python_ast::StmtFunctionDef;
+use ruff_text_size::TextRange;
+
+use super::otel::OtelValue;
 
 /// A value of the abstract interpreter. Constants are Python values; DataFrames and group-bys are
 /// indices into the compiler's plan arena (so `df.x = ...` through any alias changes the same frame,
@@ -16,8 +19,14 @@ pub enum Value<'a> {
     Str(String),
     List(Vec<Value<'a>>),
     Tuple(Vec<Value<'a>>),
+    /// `{key: value, ...}`, in the order written (only `px.otel` arguments take dicts).
+    Dict(Vec<DictEntry<'a>>),
     /// The `px` module.
     Px,
+    /// A `px` submodule: `otel`, `otel.metric`, `otel.trace` or `plugin`.
+    PxModule(&'static str),
+    /// What a `px.otel.*` constructor returned, waiting to be passed to `px.otel.Data`/`px.export`.
+    Otel(Box<OtelValue>),
     /// A `px.*` function or type used as a value, e.g. `px.count` inside `agg(...)`.
     PxFn(&'static str),
     DataFrame(usize),
@@ -42,7 +51,10 @@ impl Value<'_> {
             Value::Str(_) => "string".into(),
             Value::List(_) => "list".into(),
             Value::Tuple(_) => "tuple".into(),
+            Value::Dict(_) => "dict".into(),
             Value::Px => "module 'px'".into(),
+            Value::PxModule(name) => format!("module 'px.{name}'"),
+            Value::Otel(o) => o.type_name().into(),
             Value::PxFn(name) => format!("px.{name}"),
             Value::DataFrame(_) => "DataFrame".into(),
             Value::Column(c) => format!("column expression ({})", type_name(&c.ty)),
@@ -68,6 +80,14 @@ impl Value<'_> {
             Value::Tuple(items) => format!(
                 "({})",
                 items.iter().map(Value::repr).collect::<Vec<_>>().join(", ")
+            ),
+            Value::Dict(entries) => format!(
+                "{{{}}}",
+                entries
+                    .iter()
+                    .map(|e| format!("{}: {}", e.key.repr(), e.value.repr()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             other => other.type_name(),
         }
@@ -98,9 +118,19 @@ impl Value<'_> {
             Value::Float(f) => *f != 0.0,
             Value::Str(s) => !s.is_empty(),
             Value::List(items) | Value::Tuple(items) => !items.is_empty(),
+            Value::Dict(entries) => !entries.is_empty(),
             _ => return None,
         })
     }
+}
+
+/// One `key: value` of a dict literal, with where each side was written.
+#[derive(Debug, Clone)]
+pub struct DictEntry<'a> {
+    pub key: Value<'a>,
+    pub key_at: TextRange,
+    pub value: Value<'a>,
+    pub value_at: TextRange,
 }
 
 fn float_repr(f: f64) -> String {
