@@ -329,6 +329,17 @@ pub struct DataExportStatus {
     /// Deliveries that failed since this DataExport was created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_count: Option<i64>,
+
+    /// Data points and spans dropped, since the query broker started, because the endpoint could
+    /// not keep up or was unreachable and the bounded queue of undelivered results was full (the
+    /// oldest results are dropped first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped_records: Option<i64>,
+
+    /// Data points and spans waiting to be delivered (queued or being retried) when the status
+    /// was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_records: Option<i64>,
 }
 
 /// One delivery of results to a sink.
