@@ -1,7 +1,9 @@
 //! `vizier`: the data-plane binary. One subcommand per role; `pem` collects on this host (eBPF
 //! socket tracer, process stats) into the in-memory table store; `standalone` adds the query engine
-//! and the broker API on top, in one process. `kelvin` and `broker` join them as their crates land.
+//! and the broker API on top, in one process; `broker` runs a Vizier's CronScripts against that API
+//! and delivers their results to DataExports. `kelvin` joins them as its crate lands.
 
+mod broker;
 mod collect;
 mod pem;
 mod print;
@@ -23,6 +25,8 @@ enum Command {
     Pem(pem::PemArgs),
     /// Collector, table store, PxL engine and broker API in one process on this host (needs root).
     Standalone(standalone::StandaloneArgs),
+    /// Run a Vizier's CronScripts on schedule and deliver their results to DataExports.
+    Broker(broker::BrokerArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,5 +40,6 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Pem(args) => pem::run(args),
         Command::Standalone(args) => standalone::run(args),
+        Command::Broker(args) => broker::run(args),
     }
 }
