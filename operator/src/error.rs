@@ -8,6 +8,10 @@ pub enum Error {
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
 
+    /// No version can be chosen yet (the artifact tracker is unavailable); retried with backoff.
+    #[error("no version to deploy: {0}")]
+    VersionUnavailable(String),
+
     #[error("reading {what}: {source}")]
     Fetch { what: String, source: kube::Error },
 
@@ -50,6 +54,7 @@ impl Error {
     pub fn metric_label(&self) -> String {
         match self {
             Error::InvalidSpec(_) => "invalid_spec".into(),
+            Error::VersionUnavailable(_) => "version_unavailable".into(),
             Error::Fetch { .. } => "fetch".into(),
             Error::Apply { kind, source, .. } => format!("apply_{}_{}", kind.as_str().to_lowercase(), api_code(source)),
             Error::Prune { .. } => "prune".into(),

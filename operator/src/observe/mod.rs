@@ -50,7 +50,7 @@ impl Finding {
 pub fn severity(reason: &str) -> Severity {
     match reason {
         "CloudConnectorMissing" => Severity::Disconnected,
-        "PEMsSomeInsufficientMemory" | "KernelVersionsIncompatible" | "PEMsHighFailureRate" => Severity::Degraded,
+        "PEMsInsufficientMemory" | "KernelVersionsIncompatible" | "PEMsHighFailureRate" => Severity::Degraded,
         _ => Severity::Unhealthy,
     }
 }
@@ -186,20 +186,22 @@ pub fn observe(facts: &Facts<'_>) -> Observation {
 
     // 7 and 8. PEMs: scheduling for memory, then crashes.
     let pems = pods_of(Component::Pem);
-    let short_of_memory: Vec<_> = pems
-        .iter()
-        .filter(|p| unschedulable(p).is_some_and(|m| m.contains("Insufficient memory")))
-        .map(|p| pod_name(p))
-        .collect();
-    if !pems.is_empty() && short_of_memory.len() == pems.len() {
+    let short_of_memory: Vec<_> =
+        pems.iter().filter(|p| unschedulable(p).is_some_and(|m| m.contains("Insufficient memory"))).collect();
+    if !short_of_memory.is_empty() {
+        // Pixie has an "all" and a "some" reason; one reason whose message counts is as useful.
+        let nodes: Vec<String> = short_of_memory
+            .iter()
+            .map(|p| intended_node(p).map_or_else(|| format!("pod {}", pod_name(p)), str::to_owned))
+            .collect();
         findings.push(Finding::new(
-            "PEMsAllInsufficientMemory",
-            "no PEM can be scheduled: no node has the memory spec.pemMemoryRequest asks for",
-        ));
-    } else if !short_of_memory.is_empty() {
-        findings.push(Finding::new(
-            "PEMsSomeInsufficientMemory",
-            format!("{} PEMs cannot be scheduled for lack of memory: {}", short_of_memory.len(), short_of_memory.join(", ")),
+            "PEMsInsufficientMemory",
+            format!(
+                "{} of {} PEMs cannot be scheduled: their nodes lack the memory spec.pemMemoryRequest asks for: {}",
+                short_of_memory.len(),
+                pems.len(),
+                nodes.join(", ")
+            ),
         ));
     }
     let failing_pems: Vec<_> = pems.iter().filter(|p| failing(p)).map(|p| pod_name(p)).collect();
@@ -266,6 +268,22 @@ fn label<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
 
 fn pod_name(pod: &Pod) -> String {
     pod.metadata.name.clone().unwrap_or_default()
+}
+
+/// The node a pod runs on or, for an unscheduled DaemonSet pod, the one it is meant for (the
+/// DaemonSet controller pins each pod to its node with a `metadata.name` node affinity).
+fn intended_node(pod: &Pod) -> Option<&str> {
+    let spec = pod.spec.as_ref()?;
+    if let Some(node) = spec.node_name.as_deref() {
+        return Some(node);
+    }
+    let required = spec.affinity.as_ref()?.node_affinity.as_ref()?.required_during_scheduling_ignored_during_execution.as_ref()?;
+    required
+        .node_selector_terms
+        .iter()
+        .flat_map(|term| term.match_fields.iter().flatten())
+        .find(|r| r.key == "metadata.name" && r.operator == "In")
+        .and_then(|r| r.values.as_ref()?.first().map(String::as_str))
 }
 
 fn phase(pod: &Pod) -> &str {

@@ -144,14 +144,35 @@ fn a_failed_pod_phase_counts_as_failing() {
     assert_eq!(reasons(&observe_with(&inputs, &settled(), &pods)), vec!["PEMsAllFailing"]);
 }
 
+/// How the DaemonSet controller pins a pod to its node.
+fn meant_for(mut pod: Pod, node: &str) -> Pod {
+    pod.spec = Some(serde_json::from_value(json!({
+        "containers": [],
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}
+        ]}}}
+    })).unwrap());
+    pod
+}
+
 #[test]
-fn pems_short_of_memory() {
+fn pems_short_of_memory_are_one_degraded_reason_naming_count_and_nodes() {
     let inputs = inputs(MetadataBackend::Etcd, false);
     let mut pods = healthy_pods(2);
-    pods[4] = unschedulable(pods[4].clone(), "0/3 nodes are available: 3 Insufficient memory.");
-    assert_eq!(reasons(&observe_with(&inputs, &settled(), &pods)), vec!["PEMsSomeInsufficientMemory"]);
+    pods[4] = unschedulable(meant_for(pods[4].clone(), "node-a"), "0/3 nodes are available: 3 Insufficient memory.");
+    let observation = observe_with(&inputs, &settled(), &pods);
+    assert_eq!(reasons(&observation), vec!["PEMsInsufficientMemory"]);
+    assert_eq!(observation.findings[0].severity(), Severity::Degraded);
+    let message = &observation.findings[0].message;
+    assert!(message.starts_with("1 of 2 PEMs") && message.ends_with(": node-a"), "{message}");
+
+    // A pod without the DaemonSet's affinity is named by itself.
     pods[5] = unschedulable(pods[5].clone(), "0/3 nodes are available: 3 Insufficient memory.");
-    assert_eq!(reasons(&observe_with(&inputs, &settled(), &pods)), vec!["PEMsAllInsufficientMemory"]);
+    let observation = observe_with(&inputs, &settled(), &pods);
+    assert_eq!(reasons(&observation), vec!["PEMsInsufficientMemory"]);
+    assert_eq!(observation.findings[0].severity(), Severity::Degraded);
+    let message = &observation.findings[0].message;
+    assert!(message.starts_with("2 of 2 PEMs") && message.ends_with(": node-a, pod vizier-pem-1"), "{message}");
 }
 
 #[test]

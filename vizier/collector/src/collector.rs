@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::io;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
@@ -23,6 +24,8 @@ pub struct CollectorConfig {
     pub conn_stats_period: Duration,
     /// How often /proc is scanned for process_stats.
     pub process_stats_period: Duration,
+    /// Where the host's /proc is (the PEM sees it at `$PL_HOST_PATH/proc`).
+    pub proc_root: PathBuf,
     pub socket_trace: SocketTraceConfig,
     pub bpf: LoadOptions,
 }
@@ -33,6 +36,7 @@ impl Default for CollectorConfig {
             push_period: Duration::from_millis(100),
             conn_stats_period: Duration::from_secs(5),
             process_stats_period: Duration::from_secs(5),
+            proc_root: PathBuf::from("/proc"),
             socket_trace: SocketTraceConfig::default(),
             bpf: LoadOptions::default(),
         }
@@ -90,7 +94,8 @@ impl Collector {
         let reader = tracer.events()?;
         let connector =
             SocketTraceConnector::new(config.socket_trace, ProcFs, ClockConverter::measure());
-        let processes = ProcessStatsSource::new(config.socket_trace.asid);
+        let processes =
+            ProcessStatsSource::with_proc_root(config.socket_trace.asid, config.proc_root.clone());
         tracing::info!(
             skip_tgid = ?config.bpf.skip_tgid,
             ring_buffer_bytes = config.bpf.ring_buffer_bytes,
