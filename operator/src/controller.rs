@@ -34,6 +34,7 @@ use crate::observe::{self, Facts};
 use crate::render::common::{ANNOTATION_VIZIER, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY, cluster_selector};
 use crate::status::{self, Assessment};
 use crate::validate::{self, Outcome};
+use crate::version::{self, CloudSettings, LatestVersions};
 use crate::{FINALIZER, apply, fetch, render, secrets};
 
 /// How the operator runs.
@@ -53,6 +54,8 @@ pub struct Settings {
     pub leader: Option<LeaderSettings>,
     /// Name of this replica in Events (the pod name).
     pub instance: Option<String>,
+    /// How clouds' artifact trackers are reached for the latest version, and how long it is cached.
+    pub cloud: CloudSettings,
 }
 
 impl Default for Settings {
@@ -65,6 +68,7 @@ impl Default for Settings {
             metrics_addr: None,
             leader: None,
             instance: None,
+            cloud: CloudSettings::default(),
         }
     }
 }
@@ -77,6 +81,8 @@ pub struct Context {
     pub settings: Settings,
     /// Consecutive failures per Vizier, for the backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// The artifact trackers' latest versions, cached per address.
+    latest_versions: LatestVersions,
 }
 
 fn key(vizier: &Vizier) -> String {
@@ -120,8 +126,18 @@ pub async fn apply(vizier: &Vizier, ctx: &Context) -> Result<Action, Error> {
     let live = fetch::fetch(&ctx.client, vizier).await?;
 
     let settings = &ctx.settings;
-    let outcome = validate::validate(vizier, live.facts, &settings.default_registry, &settings.operator_version);
-    let inputs = match outcome {
+    let cloud = match version::tracker_to_ask(&vizier.spec, vizier.status.as_ref()) {
+        Some(addr) => Some(ctx.latest_versions.lookup(&addr, &settings.cloud).await),
+        None => None,
+    };
+    let outcome = validate::validate_with_cloud(
+        vizier,
+        live.facts,
+        &settings.default_registry,
+        &settings.operator_version,
+        cloud.as_ref(),
+    );
+    let (inputs, version_note) = match outcome {
         Err(message) => {
             status::write(&viziers, &ctx.recorder, vizier, &Assessment::failed("InvalidSpec", &message)).await?;
             return Err(Error::InvalidSpec(message));
@@ -129,11 +145,12 @@ pub async fn apply(vizier: &Vizier, ctx: &Context) -> Result<Action, Error> {
         Ok(Outcome::VersionUnavailable(message)) => {
             let assessment = Assessment::failed("ArtifactTrackerUnavailable", &message);
             status::write(&viziers, &ctx.recorder, vizier, &assessment).await?;
-            return Ok(Action::requeue(settings.resync));
+            // Transient: the error policy retries with backoff.
+            return Err(Error::VersionUnavailable(message));
         }
-        Ok(Outcome::Deploy { inputs, backend_reason, version_source }) => {
+        Ok(Outcome::Deploy { inputs, backend_reason, version_source, version_note }) => {
             tracing::debug!(version = %inputs.version, version_source, backend = ?inputs.backend, backend_reason, "validated");
-            inputs
+            (inputs, version_note)
         }
     };
     let rendered = match render::render(&inputs) {
@@ -169,6 +186,7 @@ pub async fn apply(vizier: &Vizier, ctx: &Context) -> Result<Action, Error> {
         .unknown_patch_targets
         .iter()
         .map(|t| format!("spec.patches[{t}] matches no object and is ignored"))
+        .chain(version_note)
         .collect();
     let assessment =
         Assessment::deployed(&inputs.version, &status::spec_checksum(vizier), vizier.status.as_ref(), &observation, &notes);
@@ -216,7 +234,7 @@ pub fn backoff(attempt: u32) -> Duration {
     Duration::from_secs(1u64 << attempt.saturating_sub(1).min(9)).min(MAX_BACKOFF)
 }
 
-fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+pub(crate) fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()> + DeserializeOwned + Clone + std::fmt::Debug,
 {
@@ -303,6 +321,16 @@ async fn run_controller(
     let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}"));
     let controller = Controller::new(scoped::<Vizier>(&client, ns), watcher::Config::default());
     let store = controller.store();
+    // PxlScripts, CronScripts, DataExports and Plugins run beside the Viziers, stopping with them.
+    let shutdown = shutdown.shared();
+    let scripts = crate::scripts::run(
+        client.clone(),
+        settings.namespace.clone(),
+        store.clone(),
+        metrics.clone(),
+        settings.instance.clone(),
+        shutdown.clone(),
+    );
     let reporter = Reporter { controller: "pixie-operator".into(), instance: settings.instance.clone() };
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
@@ -310,6 +338,7 @@ async fn run_controller(
         metrics,
         settings,
         failures: Mutex::default(),
+        latest_versions: LatestVersions::default(),
     });
 
     let ready_store = store.clone();
@@ -320,7 +349,7 @@ async fn run_controller(
         }
     });
     let all_viziers = store.clone();
-    controller
+    let viziers = controller
         .owns(scoped::<Deployment>(&client, ns), owned.clone())
         .owns(scoped::<StatefulSet>(&client, ns), owned.clone())
         .owns(scoped::<DaemonSet>(&client, ns), owned.clone())
@@ -354,9 +383,9 @@ async fn run_controller(
                 }
                 Err(error) => tracing::warn!(%error, "controller"),
             }
-        })
-        .await;
-    tracing::info!("controller stopped");
+        });
+    futures::join!(viziers, scripts);
+    tracing::info!("controllers stopped");
     Ok(())
 }
 

@@ -2,18 +2,21 @@
 //! query broker, Kelvin, PEMs, cloud connector), watches its health the way Pixie's monitor does, and
 //! reports it as conditions. One reconciler, shaped as a pipeline:
 //! fetch → validate → render (pure) → apply (server-side apply, one field manager) → observe → status.
+//! Beside it, [`scripts`] checks PxlScripts, CronScripts and DataExports and materialises Plugins.
 
 pub mod apply;
 pub mod controller;
 pub mod error;
 pub mod fetch;
 pub mod http;
+pub mod install;
 pub mod leader;
 pub mod metrics;
 pub mod observe;
 pub mod quantity;
 pub mod render;
 pub mod resources;
+pub mod scripts;
 pub mod secrets;
 pub mod status;
 pub mod validate;

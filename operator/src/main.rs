@@ -1,18 +1,21 @@
 //! `pixie-operator`: reconciles px.dev Viziers. Flags mirror the settings in `controller::Settings`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
 use pixie_operator::leader::LeaderSettings;
+use pixie_operator::version::CloudSettings;
 use pixie_operator::{ApiWriteLayer, Metrics, Settings};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
 #[command(name = "pixie-operator", version, about = "Deploys and watches Pixie Viziers")]
 struct Args {
-    /// Only watch Viziers in this namespace (all namespaces by default).
+    /// Only watch Viziers in this namespace (all namespaces by default, or when empty: OLM sets
+    /// WATCH_NAMESPACE to "" for AllNamespaces).
     #[arg(long, env = "WATCH_NAMESPACE")]
     namespace: Option<String>,
     /// Registry of the Vizier images when a Vizier does not set spec.registry.
@@ -38,6 +41,16 @@ struct Args {
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
+    /// Trust this CA (a PEM file) instead of the system roots when dialing a cloud's artifact
+    /// tracker: for self-hosted clouds with a private CA.
+    #[arg(long, env = "PL_CLOUD_CA_FILE")]
+    cloud_ca_file: Option<PathBuf>,
+    /// Dial clouds' artifact trackers without TLS: development clouds only.
+    #[arg(long, conflicts_with = "cloud_ca_file")]
+    cloud_insecure: bool,
+    /// Seconds a cloud's latest Vizier version is reused before the artifact tracker is asked again.
+    #[arg(long, default_value_t = 600)]
+    cloud_version_ttl_seconds: u64,
 }
 
 async fn shutdown_signal() {
@@ -73,7 +86,7 @@ async fn main() -> anyhow::Result<()> {
         rand::random::<u32>()
     );
     let settings = Settings {
-        namespace: args.namespace,
+        namespace: args.namespace.filter(|ns| !ns.is_empty()),
         default_registry: args.default_registry,
         resync: Duration::from_secs(args.resync_seconds),
         metrics_addr: Some(args.metrics_addr),
@@ -85,6 +98,11 @@ async fn main() -> anyhow::Result<()> {
             grace_secs: 5,
         }),
         instance: args.pod_name,
+        cloud: CloudSettings {
+            ca_file: args.cloud_ca_file,
+            insecure: args.cloud_insecure,
+            version_ttl: Duration::from_secs(args.cloud_version_ttl_seconds),
+        },
         ..Settings::default()
     };
     pixie_operator::run(client, settings, metrics, shutdown_signal()).await.context("running the operator")

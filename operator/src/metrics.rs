@@ -17,6 +17,18 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+/// Reconciles of the script kinds (PxlScript, CronScript, DataExport, Plugin), by kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindReasonLabels {
+    pub kind: String,
+    pub reason: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WriteLabels {
     pub method: String,
@@ -31,6 +43,8 @@ pub struct Metrics {
     pub api_writes: Family<WriteLabels, Counter>,
     api_writes_total: Counter,
     pub leader: Gauge,
+    pub script_reconciles: Family<KindLabels, Counter>,
+    pub script_failures: Family<KindReasonLabels, Counter>,
 }
 
 impl Metrics {
@@ -42,12 +56,34 @@ impl Metrics {
         let api_writes = Family::<WriteLabels, Counter>::default();
         let api_writes_total = Counter::default();
         let leader = Gauge::default();
+        let script_reconciles = Family::<KindLabels, Counter>::default();
+        let script_failures = Family::<KindReasonLabels, Counter>::default();
         registry.register("reconciles", "Vizier reconciles started", reconciles.clone());
         registry.register("reconcile_failures", "Vizier reconciles that failed, by reason", failures.clone());
         registry.register("reconcile_duration_seconds", "How long a Vizier reconcile took", duration.clone());
         registry.register("api_writes", "Requests that change state sent to the apiserver", api_writes.clone());
         registry.register("leader", "1 while this instance holds the leader lease", leader.clone());
-        Arc::new(Metrics { registry, reconciles, failures, duration, api_writes, api_writes_total, leader })
+        registry.register(
+            "script_reconciles",
+            "PxlScript, CronScript, DataExport and Plugin reconciles started, by kind",
+            script_reconciles.clone(),
+        );
+        registry.register(
+            "script_reconcile_failures",
+            "PxlScript, CronScript, DataExport and Plugin reconciles that failed, by kind and reason",
+            script_failures.clone(),
+        );
+        Arc::new(Metrics {
+            registry,
+            reconciles,
+            failures,
+            duration,
+            api_writes,
+            api_writes_total,
+            leader,
+            script_reconciles,
+            script_failures,
+        })
     }
 
     /// The OpenMetrics text exposition.

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::quantity;
 use crate::render::patch;
-use crate::version::{self, Resolution};
+use crate::version::{self, CloudLatest, Resolution};
 
 /// Where the metadata service keeps its state. Pixie: a PVC-backed StatefulSet, unless
 /// `useEtcdOperator` is set or the cluster has no usable default StorageClass, in which case a
@@ -83,7 +83,13 @@ impl Inputs {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
-    Deploy { inputs: Box<Inputs>, backend_reason: &'static str, version_source: &'static str },
+    Deploy {
+        inputs: Box<Inputs>,
+        backend_reason: &'static str,
+        version_source: &'static str,
+        /// Something about the version the user should know (see [`Resolution::Version`]).
+        version_note: Option<String>,
+    },
     /// Valid, but no version can be chosen (see [`version::resolve`]).
     VersionUnavailable(String),
 }
@@ -91,11 +97,23 @@ pub enum Outcome {
 /// Longest Vizier name: it becomes a label value, which is at most 63 characters.
 pub const MAX_NAME_LEN: usize = 63;
 
+/// Checks a Vizier whose version does not need the cloud (or may stay unresolved without it).
 pub fn validate(
     vizier: &Vizier,
     facts: BackendFacts,
     default_registry: &str,
     operator_version: &str,
+) -> Result<Outcome, String> {
+    validate_with_cloud(vizier, facts, default_registry, operator_version, None)
+}
+
+/// `cloud` is the artifact tracker's answer, when [`version::tracker_to_ask`] named one.
+pub fn validate_with_cloud(
+    vizier: &Vizier,
+    facts: BackendFacts,
+    default_registry: &str,
+    operator_version: &str,
+    cloud: Option<&CloudLatest>,
 ) -> Result<Outcome, String> {
     let name = vizier.name_any();
     if name.len() > MAX_NAME_LEN {
@@ -130,10 +148,11 @@ pub fn validate(
         patches.insert(target.clone(), value);
     }
 
-    let (version, version_source) = match version::resolve(spec, vizier.status.as_ref(), operator_version) {
-        Resolution::Version { version, source } => (version, source),
-        Resolution::Unavailable(message) => return Ok(Outcome::VersionUnavailable(message)),
-    };
+    let (version, version_source, version_note) =
+        match version::resolve(spec, vizier.status.as_ref(), operator_version, cloud) {
+            Resolution::Version { version, source, note } => (version, source, note),
+            Resolution::Unavailable(message) => return Ok(Outcome::VersionUnavailable(message)),
+        };
     let uid = vizier.uid().ok_or("the Vizier has no uid (not read from the apiserver)")?;
     let cluster_name = match spec.cluster_name.as_deref().filter(|c| !c.is_empty()) {
         Some(cluster) => cluster.to_owned(),
@@ -155,6 +174,7 @@ pub fn validate(
         }),
         backend_reason,
         version_source,
+        version_note,
     })
 }
 
@@ -241,10 +261,17 @@ mod tests {
     }
 
     #[test]
-    fn a_cloud_without_version_is_not_deployed() {
+    fn a_cloud_without_version_deploys_the_trackers_latest_or_nothing() {
         let mut vz = vizier();
         vz.spec.version = None;
         vz.spec.cloud_addr = Some("withpixie.ai:443".into());
-        assert!(matches!(validate(&vz, BackendFacts::default(), "r", "0").unwrap(), Outcome::VersionUnavailable(_)));
+        let down = CloudLatest::Unavailable { addr: "withpixie.ai:443".into(), error: "refused".into(), last_known: None };
+        let outcome = validate_with_cloud(&vz, BackendFacts::default(), "r", "0", Some(&down)).unwrap();
+        assert!(matches!(outcome, Outcome::VersionUnavailable(m) if m.contains("withpixie.ai:443")));
+        let latest = CloudLatest::Version("0.14.15".into());
+        match validate_with_cloud(&vz, BackendFacts::default(), "r", "0", Some(&latest)).unwrap() {
+            Outcome::Deploy { inputs, version_note: None, .. } => assert_eq!(inputs.version, "0.14.15"),
+            other => panic!("expected a deploy, got {other:?}"),
+        }
     }
 }

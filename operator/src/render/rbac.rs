@@ -64,11 +64,7 @@ fn grants(inputs: &Inputs) -> Vec<Grant> {
             account: QUERY_BROKER_ACCOUNT,
             component: Component::QueryBroker,
             role: "pl-query-broker-role",
-            rules: vec![
-                rule(&[""], &["configmaps"], READ),
-                rule(&["px.dev"], &["cronscripts", "pxlscripts", "dataexports"], READ),
-                rule(&["px.dev"], &["cronscripts/status"], &["get", "patch", "update"]),
-            ],
+            rules: query_broker_rules(inputs),
             cluster: None,
         },
     ];
@@ -95,6 +91,27 @@ fn grants(inputs: &Inputs) -> Vec<Grant> {
         });
     }
     grants
+}
+
+/// The query broker runs the Vizier's CronScripts (pixie-broker): it reads scripts, exports and
+/// the Secrets their headers and CA certificates come from, applies its part of their status
+/// (server-side apply is a patch), records Events, and holds the Vizier's broker Lease.
+fn query_broker_rules(inputs: &Inputs) -> Vec<PolicyRule> {
+    // pixie_broker::LeaseSettings::default_name; the operator does not link the broker.
+    let lease = format!("pixie-broker-{}", inputs.name);
+    vec![
+        rule(&[""], &["configmaps"], READ),
+        rule(&["px.dev"], &["cronscripts", "pxlscripts", "dataexports"], READ),
+        named(rule(&["px.dev"], &["viziers"], &["get"]), &[inputs.name.as_str()]),
+        rule(&["px.dev"], &["cronscripts/status", "dataexports/status"], &["patch"]),
+        // Only single reads by name: the broker fetches the Secrets a DataExport names.
+        rule(&[""], &["secrets"], &["get"]),
+        // The recorder creates an Event, then patches it as a series when it repeats.
+        rule(&["events.k8s.io"], &["events"], &["create", "patch"]),
+        // Creating cannot be limited to a name; reading and renewing can.
+        rule(&["coordination.k8s.io"], &["leases"], &["create"]),
+        named(rule(&["coordination.k8s.io"], &["leases"], &["get", "patch"]), &[lease.as_str()]),
+    ]
 }
 
 pub fn render(inputs: &Inputs) -> Vec<Object> {

@@ -155,6 +155,34 @@ fn rbac_rules_name_every_verb_and_resource() {
 }
 
 #[test]
+fn the_query_broker_role_grants_what_the_cronscript_runner_uses_and_no_more() {
+    let rendered = render(&minimal()).unwrap();
+    let role = find(&rendered, Kind::Role, "pl-query-broker-role");
+    let rules: Vec<String> = role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let names = r.get("resourceNames").map(|n| format!(" {n}")).unwrap_or_default();
+            format!("{} {} {}{names}", r["apiGroups"], r["resources"], r["verbs"])
+        })
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            r#"[""] ["configmaps"] ["get","list","watch"]"#,
+            r#"["px.dev"] ["cronscripts","pxlscripts","dataexports"] ["get","list","watch"]"#,
+            r#"["px.dev"] ["viziers"] ["get"] ["pixie"]"#,
+            r#"["px.dev"] ["cronscripts/status","dataexports/status"] ["patch"]"#,
+            r#"[""] ["secrets"] ["get"]"#,
+            r#"["events.k8s.io"] ["events"] ["create","patch"]"#,
+            r#"["coordination.k8s.io"] ["leases"] ["create"]"#,
+            r#"["coordination.k8s.io"] ["leases"] ["get","patch"] ["pixie-broker-pixie"]"#,
+        ]
+    );
+}
+
+#[test]
 fn the_pem_runs_privileged_on_the_host_with_the_spec_memory() {
     let rendered = render(&production()).unwrap();
     let pem = find(&rendered, Kind::DaemonSet, PEM);
