@@ -1,5 +1,9 @@
 //! Generation chores for the workspace, run as `cargo run -p xtask -- <chore>`. Everything a user
-//! sees that is derived from code (CRD YAML today; the OLM bundle and config later) is written here.
+//! sees that is derived from code (the CRD YAML, the kustomize config and install.yaml, the OLM
+//! bundle, the Argo CD health checks) is written here.
+
+mod bundle;
+mod manifests;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -32,6 +36,108 @@ enum Chore {
         #[arg(long)]
         check: bool,
     },
+    /// Write config/rbac, config/manager, config/default and config/install.yaml from
+    /// operator/src/install.rs and the CRDs.
+    Manifests {
+        /// Do not write; fail if the files on disk differ from what the sources generate.
+        #[arg(long)]
+        check: bool,
+        /// Directory that holds config/, instead of the workspace root.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+    /// Write the OLM bundle: bundle/manifests, bundle/metadata and bundle/bundle.Dockerfile.
+    Bundle {
+        /// Do not write; fail if the files on disk differ from what the sources generate.
+        #[arg(long)]
+        check: bool,
+        /// Directory that holds bundle/, instead of the workspace root.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+}
+
+/// Generated files, by path relative to the output root, and the directories they fill: any other
+/// file in those is stale.
+pub struct Generated {
+    pub files: BTreeMap<String, String>,
+    pub owned_dirs: Vec<String>,
+    /// What regenerates them, for the error message.
+    pub make_target: &'static str,
+}
+
+impl Generated {
+    fn stale_files(&self, root: &Path) -> Result<Vec<String>> {
+        let mut stale = Vec::new();
+        for dir in &self.owned_dirs {
+            let path = root.join(dir);
+            if !path.exists() {
+                continue;
+            }
+            for entry in
+                fs::read_dir(&path).with_context(|| format!("reading {}", path.display()))?
+            {
+                let name = format!("{dir}/{}", entry?.file_name().to_string_lossy());
+                if !self.files.contains_key(&name) {
+                    stale.push(name);
+                }
+            }
+        }
+        Ok(stale)
+    }
+
+    /// Writes what changed and removes files that are no longer generated.
+    fn write(&self, root: &Path) -> Result<()> {
+        for stale in self.stale_files(root)? {
+            let path = root.join(&stale);
+            fs::remove_file(&path).with_context(|| format!("removing stale {}", path.display()))?;
+            println!("removed {}", path.display());
+        }
+        for (name, contents) in &self.files {
+            let path = root.join(name);
+            if fs::read_to_string(&path).ok().as_deref() != Some(contents.as_str()) {
+                if let Some(parent) = path.parent() {
+                    fs::create_dir_all(parent)
+                        .with_context(|| format!("creating {}", parent.display()))?;
+                }
+                fs::write(&path, contents)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!("wrote {}", path.display());
+            }
+        }
+        Ok(())
+    }
+
+    fn check(&self, root: &Path) -> Result<()> {
+        let mut problems = Vec::new();
+        for (name, contents) in &self.files {
+            match fs::read_to_string(root.join(name)) {
+                Ok(on_disk) if on_disk == *contents => {}
+                Ok(_) => problems.push(format!("{name} differs")),
+                Err(_) => problems.push(format!("{name} is missing")),
+            }
+        }
+        for extra in self.stale_files(root)? {
+            problems.push(format!("{extra} is not generated any more"));
+        }
+        if !problems.is_empty() {
+            bail!(
+                "stale generated files ({}): run `{}`",
+                problems.join(", "),
+                self.make_target
+            );
+        }
+        println!("{} generated files are up to date", self.files.len());
+        Ok(())
+    }
+
+    fn write_or_check(&self, root: &Path, check: bool) -> Result<()> {
+        if check {
+            self.check(root)
+        } else {
+            self.write(root)
+        }
+    }
 }
 
 fn main() -> Result<()> {
@@ -45,6 +151,14 @@ fn main() -> Result<()> {
             } else {
                 write_crds(&dir, &files)
             }
+        }
+        Chore::Manifests { check, out_dir } => {
+            let root = out_dir.unwrap_or_else(workspace_root);
+            manifests::render()?.write_or_check(&root, check)
+        }
+        Chore::Bundle { check, out_dir } => {
+            let root = out_dir.unwrap_or_else(workspace_root);
+            bundle::render(&workspace_root())?.write_or_check(&root, check)
         }
         Chore::Argocd { check } => {
             let dir = workspace_root().join(ARGOCD_DIR);
