@@ -1,4 +1,8 @@
-//! `kubectl-pixie`: run PxL against a Vizier and list the bundled scripts.
+//! `kubectl-pixie`: run PxL against a Vizier, list the bundled scripts, and deploy, list, inspect
+//! and delete px.dev objects. Argument parsing and the I/O of each verb live here and in
+//! `commands/`; what they decide and print comes from the `pixie_cli` library.
+
+mod commands;
 
 use std::io::{ErrorKind, Write};
 use std::path::PathBuf;
@@ -6,8 +10,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use pixie_cli::cluster::{ClusterError, ClusterOptions};
+use pixie_cli::deploy::VizierFlags;
+use pixie_cli::get::ObjectFormat;
 use pixie_cli::output::{Format, OutputError, Printer};
 use pixie_cli::script;
+use pixie_cli::status::ReportFormat;
 use pixie_engine::client::Code;
 use pixie_engine::proto::{ExecuteScriptRequest, Language};
 use pixie_engine::{ClientError, ClientEvent, DEFAULT_PORT, VizierClient};
@@ -15,19 +23,54 @@ use pixie_engine::{ClientError, ClientEvent, DEFAULT_PORT, VizierClient};
 #[derive(Debug, Parser)]
 #[command(name = "kubectl-pixie", version, about = "Pixie's kubectl plugin")]
 struct Cli {
+    #[command(flatten)]
+    cluster: ClusterFlags,
     #[command(subcommand)]
     command: Command,
 }
 
+/// kubectl's flags for reaching the cluster, accepted by every verb.
+#[derive(Debug, Args)]
+struct ClusterFlags {
+    /// The namespace (default: the kubeconfig context's, else `pl`).
+    #[arg(short = 'n', long, global = true)]
+    namespace: Option<String>,
+    /// The kubeconfig context to use (default: its current-context).
+    #[arg(long, global = true)]
+    context: Option<String>,
+    /// Path to the kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
+    #[arg(long, global = true, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+}
+
+impl ClusterFlags {
+    fn options(&self) -> ClusterOptions {
+        ClusterOptions {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+            namespace: self.namespace.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a PxL script (bundled, from a file) or a SQL query and print its output tables.
+    /// Run a PxL script (bundled, a PxlScript object, from a file) or a SQL query and print its
+    /// output tables.
     Run(RunArgs),
     /// The bundled script library.
     Scripts {
         #[command(subcommand)]
         command: ScriptsCommand,
     },
+    /// Install or upgrade the operator and a Vizier, then follow the rollout until Ready.
+    Deploy(DeployArgs),
+    /// List px.dev objects with their status: viziers (vz), scripts, cronscripts, exports, plugins.
+    Get(GetArgs),
+    /// Delete px.dev objects (`delete vizier pixie`), or the operator (`delete operator`).
+    Delete(DeleteArgs),
+    /// A Vizier's phase, conditions and the health of its components.
+    Status(StatusArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -39,7 +82,8 @@ enum ScriptsCommand {
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["script", "file", "sql"])))]
 struct RunArgs {
-    /// A bundled script, e.g. px/http_data (`kubectl pixie scripts list`).
+    /// A bundled script, e.g. px/http_data (`kubectl pixie scripts list`), or a PxlScript object of
+    /// the namespace, e.g. pxl/http-service-stats.
     script: Option<String>,
     /// A PxL file.
     #[arg(short = 'f', long)]
@@ -60,15 +104,86 @@ struct RunArgs {
     script_args: Vec<String>,
 }
 
-/// Why a run failed, each with the exit code and words a user needs.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    vizier: VizierFlags,
+    /// Namespace of the operator.
+    #[arg(long, default_value = pixie_operator::install::DEFAULT_NAMESPACE)]
+    operator_namespace: String,
+    /// The operator image (default: this release's).
+    #[arg(long)]
+    operator_image: Option<String>,
+    /// Apply only the Vizier; the CRDs and the operator must already be installed.
+    #[arg(long)]
+    skip_operator: bool,
+    /// Follow the rollout until the Vizier is Ready (`--wait=false` returns after applying).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
+          action = clap::ArgAction::Set)]
+    wait: bool,
+    /// How long to wait for Ready, such as 90s or 10m.
+    #[arg(long, default_value = "10m")]
+    timeout: String,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// viziers (vz), scripts (pxlscripts), cronscripts, exports (dataexports) or plugins.
+    kind: String,
+    /// One object by name; every object of the kind when left out.
+    name: Option<String>,
+    /// List across every namespace.
+    #[arg(short = 'A', long)]
+    all_namespaces: bool,
+    #[arg(short = 'o', long, value_enum, default_value_t = ObjectFormat::Table)]
+    output: ObjectFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// vizier, script, cronscript, export, plugin, or operator.
+    kind: String,
+    /// The objects to delete (none for `operator`).
+    names: Vec<String>,
+    /// Wait until the objects are gone (a Vizier's finalizer first removes its cluster-wide objects).
+    #[arg(long)]
+    wait: bool,
+    /// How long `--wait` waits, such as 60s or 5m.
+    #[arg(long, default_value = "5m")]
+    timeout: String,
+    /// Ask the server to check the deletion without doing it.
+    #[arg(long)]
+    dry_run: bool,
+    /// With `operator`: also delete the px.dev CRDs, and so every px.dev object in the cluster.
+    #[arg(long)]
+    crds: bool,
+    /// With `operator`: the namespace it was deployed to.
+    #[arg(long, default_value = pixie_operator::install::DEFAULT_NAMESPACE)]
+    operator_namespace: String,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The Vizier; the namespace's Vizier(s) when left out.
+    name: Option<String>,
+    #[arg(short = 'o', long, value_enum, default_value_t = ReportFormat::Table)]
+    output: ReportFormat,
+}
+
+/// Why a command failed, each with the exit code and words a user needs.
 #[derive(Debug, thiserror::Error)]
-enum RunError {
+pub enum RunError {
     #[error("{0}")]
     Compile(String),
     #[error("{0}; start one with `make run`")]
     Unreachable(ClientError),
     #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error(transparent)]
     Other(#[from] anyhow::Error),
+    /// Failed, and every failure was already printed (kubectl goes on after one object fails).
+    #[error("some operations failed")]
+    Reported,
 }
 
 fn main() -> ExitCode {
@@ -77,7 +192,29 @@ fn main() -> ExitCode {
         Command::Scripts {
             command: ScriptsCommand::List,
         } => list_scripts().map_err(RunError::from),
-        Command::Run(args) => run(args),
+        command => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    eprintln!("error: starting the tokio runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let cluster = cli.cluster.options();
+            runtime.block_on(async move {
+                match command {
+                    Command::Run(args) => run(args, &cluster).await,
+                    Command::Deploy(args) => commands::deploy::deploy(args, &cluster).await,
+                    Command::Get(args) => commands::get::get(args, &cluster).await,
+                    Command::Delete(args) => commands::delete::delete(args, &cluster).await,
+                    Command::Status(args) => commands::status::status(args, &cluster).await,
+                    Command::Scripts { .. } => unreachable!("handled above"),
+                }
+            })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -86,6 +223,12 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
         Err(RunError::Other(e)) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(RunError::Reported) => ExitCode::from(1),
+        // kubectl prints the server's refusals as they are, without its own prefix.
+        Err(RunError::Cluster(e @ ClusterError::Api { .. })) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
@@ -103,19 +246,26 @@ fn list_scripts() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(args: RunArgs) -> Result<(), RunError> {
-    let (source, language) = match (&args.script, &args.file, &args.sql) {
+async fn run(args: RunArgs, cluster: &ClusterOptions) -> Result<(), RunError> {
+    let given = script::parse_args(&args.script_args).map_err(anyhow::Error::from)?;
+    let (source, language, script_args) = match (&args.script, &args.file, &args.sql) {
+        (Some(name), _, _) if name.starts_with(commands::run::PXL_PREFIX) => {
+            let (source, resolved) = commands::run::pxl_script(name, given, cluster).await?;
+            (source, Language::Pxl, resolved)
+        }
         (Some(name), _, _) => (
             script::bundled_source(name)
                 .map_err(anyhow::Error::from)?
                 .to_owned(),
             Language::Pxl,
+            given,
         ),
         (_, Some(path), _) => (
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
             Language::Pxl,
+            given,
         ),
-        (_, _, Some(sql)) => (sql.clone(), Language::Sql),
+        (_, _, Some(sql)) => (sql.clone(), Language::Sql, given),
         _ => unreachable!("clap requires one source"),
     };
     let query_name = args
@@ -127,60 +277,55 @@ fn run(args: RunArgs) -> Result<(), RunError> {
         query_str: source.clone(),
         language: language.into(),
         query_name,
-        args: script::parse_args(&args.script_args)
-            .map_err(anyhow::Error::from)?
-            .into_iter()
-            .collect(),
+        args: script_args.into_iter().collect(),
         max_rows_per_output: args.max_rows.unwrap_or(0),
+        // No time window: the script's own start_time arguments decide (CronScripts set one).
+        ..Default::default()
     };
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
-    runtime.block_on(async {
-        let mut client = VizierClient::connect(&args.addr).await.map_err(|e| match e {
+    let mut client = VizierClient::connect(&args.addr)
+        .await
+        .map_err(|e| match e {
             ClientError::Unreachable { .. } => RunError::Unreachable(e),
             other => RunError::Other(other.into()),
         })?;
-        let mut stream = client
-            .execute(request)
-            .await
-            .map_err(|e| unreachable_or_other(e, &args.addr))?;
-        let mut printer = Printer::new(args.output, std::io::stdout().lock());
-        while let Some(event) = stream
-            .next()
-            .await
-            .map_err(|e| unreachable_or_other(e, &args.addr))?
-        {
-            match event {
-                ClientEvent::Outputs(names) => printer.outputs(&names),
-                ClientEvent::Table { name, schema } => {
-                    printer.begin_table(&name, schema).map_err(output_error)?
-                }
-                ClientEvent::Batch { batch, .. } => printer.batch(batch).map_err(output_error)?,
-                ClientEvent::TableEnd {
-                    table,
-                    rows,
-                    truncated,
-                } => {
-                    printer.end_table().map_err(output_error)?;
-                    if truncated {
-                        eprintln!(
-                            "note: {table}: showing the first {rows} rows; more were cut (--max-rows)"
-                        );
-                    }
-                }
-                ClientEvent::Stats(_) => {}
-                ClientEvent::CompileError { line, col, message } => {
-                    return Err(RunError::Compile(script::render_compile_error(
-                        &source, line, col, &message,
-                    )));
+    let mut stream = client
+        .execute(request)
+        .await
+        .map_err(|e| unreachable_or_other(e, &args.addr))?;
+    let mut printer = Printer::new(args.output, std::io::stdout().lock());
+    while let Some(event) = stream
+        .next()
+        .await
+        .map_err(|e| unreachable_or_other(e, &args.addr))?
+    {
+        match event {
+            ClientEvent::Outputs(names) => printer.outputs(&names),
+            ClientEvent::Table { name, schema } => {
+                printer.begin_table(&name, schema).map_err(output_error)?
+            }
+            ClientEvent::Batch { batch, .. } => printer.batch(batch).map_err(output_error)?,
+            ClientEvent::TableEnd {
+                table,
+                rows,
+                truncated,
+            } => {
+                printer.end_table().map_err(output_error)?;
+                if truncated {
+                    eprintln!(
+                        "note: {table}: showing the first {rows} rows; more were cut (--max-rows)"
+                    );
                 }
             }
+            ClientEvent::Stats(_) => {}
+            ClientEvent::CompileError { line, col, message } => {
+                return Err(RunError::Compile(script::render_compile_error(
+                    &source, line, col, &message,
+                )));
+            }
         }
-        Ok(())
-    })
+    }
+    Ok(())
 }
 
 /// A Vizier that goes away mid-query reads like one that was never there.

@@ -18,6 +18,21 @@ pub enum ScriptError {
     BadArgument(String),
     #[error("script argument --{0} has no value")]
     MissingValue(String),
+    #[error("{script} has no argument --{name}; it takes {known}")]
+    UnknownArgument {
+        script: String,
+        name: String,
+        known: String,
+    },
+    #[error("{script} needs --{name} (it has no default)")]
+    MissingArgument { script: String, name: String },
+    #[error("--{name} {value:?} is not one of the values {script} accepts: {valid}")]
+    InvalidValue {
+        script: String,
+        name: String,
+        value: String,
+        valid: String,
+    },
 }
 
 /// The bundled scripts with the description from each one's first comment line.
@@ -88,6 +103,52 @@ pub fn parse_args(words: &[String]) -> Result<BTreeMap<String, String>, ScriptEr
     Ok(args)
 }
 
+/// The arguments of a PxlScript run: each declared argument's default, replaced by the value
+/// given on the command line. Unknown names, missing values without a default and values outside
+/// `validValues` are refused, naming the argument.
+pub fn resolve_declared_args(
+    script: &str,
+    declared: &[pixie_crds::ScriptArg],
+    given: BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, ScriptError> {
+    if let Some(name) = given
+        .keys()
+        .find(|n| !declared.iter().any(|d| &d.name == *n))
+    {
+        let known: Vec<String> = declared.iter().map(|d| format!("--{}", d.name)).collect();
+        return Err(ScriptError::UnknownArgument {
+            script: script.to_owned(),
+            name: name.clone(),
+            known: if known.is_empty() {
+                "no arguments".to_owned()
+            } else {
+                known.join(", ")
+            },
+        });
+    }
+    let mut args = BTreeMap::new();
+    for arg in declared {
+        let Some(value) = given.get(&arg.name).or(arg.default.as_ref()) else {
+            return Err(ScriptError::MissingArgument {
+                script: script.to_owned(),
+                name: arg.name.clone(),
+            });
+        };
+        if let Some(valid) = &arg.valid_values
+            && !valid.contains(value)
+        {
+            return Err(ScriptError::InvalidValue {
+                script: script.to_owned(),
+                name: arg.name.clone(),
+                value: value.clone(),
+                valid: valid.join(", "),
+            });
+        }
+        args.insert(arg.name.clone(), value.clone());
+    }
+    Ok(args)
+}
+
 /// `line:col: message`, then the source line and a caret under the column (both 1-based).
 pub fn render_compile_error(source: &str, line: u32, col: u32, message: &str) -> String {
     let mut out = format!("{line}:{col}: {message}\n");
@@ -147,6 +208,60 @@ mod tests {
             Err(ScriptError::MissingValue("start".into()))
         );
         assert!(parse_args(&[]).unwrap().is_empty());
+    }
+
+    fn declared(
+        name: &str,
+        default: Option<&str>,
+        valid: Option<&[&str]>,
+    ) -> pixie_crds::ScriptArg {
+        pixie_crds::ScriptArg {
+            name: name.into(),
+            type_: pixie_crds::ScriptArgType::String,
+            default: default.map(Into::into),
+            description: None,
+            valid_values: valid.map(|v| v.iter().map(|s| s.to_string()).collect()),
+        }
+    }
+
+    #[test]
+    fn declared_defaults_are_overridden_by_given_arguments() {
+        let declared = [
+            declared("start_time", Some("-5m"), None),
+            declared("service", Some(""), None),
+        ];
+        let given = parse_args(&words(&["--start_time", "-1m"])).unwrap();
+        let args = resolve_declared_args("pxl/stats", &declared, given).unwrap();
+        assert_eq!(args["start_time"], "-1m");
+        assert_eq!(args["service"], "");
+    }
+
+    #[test]
+    fn declared_arguments_refuse_unknown_missing_and_invalid_values() {
+        let declared = [
+            declared("start_time", None, None),
+            declared("mode", Some("fast"), Some(&["fast", "slow"])),
+        ];
+        let unknown = parse_args(&words(&["--svc", "x", "--start_time", "-1m"])).unwrap();
+        assert_eq!(
+            resolve_declared_args("pxl/s", &declared, unknown)
+                .unwrap_err()
+                .to_string(),
+            "pxl/s has no argument --svc; it takes --start_time, --mode"
+        );
+        assert_eq!(
+            resolve_declared_args("pxl/s", &declared, BTreeMap::new())
+                .unwrap_err()
+                .to_string(),
+            "pxl/s needs --start_time (it has no default)"
+        );
+        let invalid = parse_args(&words(&["--start_time", "-1m", "--mode", "medium"])).unwrap();
+        assert_eq!(
+            resolve_declared_args("pxl/s", &declared, invalid)
+                .unwrap_err()
+                .to_string(),
+            "--mode \"medium\" is not one of the values pxl/s accepts: fast, slow"
+        );
     }
 
     #[test]
