@@ -68,6 +68,8 @@ import duckdb
 
 events, services, runs, start_ns = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 con = duckdb.connect()
+# Long queries draw a progress bar on stdout, which is where the JSON report goes.
+con.execute("SET enable_progress_bar = false")
 con.execute(f"CREATE TABLE http_events AS SELECT * FROM read_parquet('{events}')")
 con.execute(f"CREATE TABLE services AS SELECT * FROM read_parquet('{services}')")
 query = f"""
@@ -399,8 +401,10 @@ fn run_duckdb(python: &str, events: &Path, services: &Path, runs: usize) -> Outc
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    let report: serde_json::Value =
-        serde_json::from_slice(&output.stdout).expect("duckdb side prints one JSON object");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    let report: serde_json::Value = serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("duckdb side should end with one JSON line ({e}):\n{stdout}"));
     Outcome {
         seconds: report["seconds"].as_f64().expect("seconds"),
         groups: report["groups"].as_u64().expect("groups") as usize,
