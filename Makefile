@@ -58,7 +58,7 @@ test: deps
 	echo "starting the test control plane in $$dir"; \
 	kubeconfig=$$($(CLUSTER) up "$$dir" --owner $$$$); \
 	PIXIE_TEST_KUBECONFIG=$$kubeconfig PIXIE_K8S_BIN=$$($(CLUSTER) bin-dir) \
-	  cargo test --workspace --all-targets
+	  cargo test --workspace --all-targets --no-fail-fast
 
 fuzz: deps
 	cd vizier/protocols/fuzz && RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(CACHE)/fuzz-target \

@@ -83,13 +83,14 @@ pub(crate) fn lazy_channel(
     tls: &TlsMode,
     timeout: Duration,
 ) -> Result<Channel, SinkConfigError> {
-    let scheme = if tls.is_plaintext() { "http" } else { "https" };
+    // Always http:// to tonic: with TLS our own connector does the handshake, and tonic (when another
+    // crate turns on its TLS features) refuses an https:// URI it has no TLS config for.
     let host = if target.host.contains(':') {
         format!("[{}]", target.host)
     } else {
         target.host.clone()
     };
-    let endpoint = Endpoint::from_shared(format!("{scheme}://{host}:{}", target.port))
+    let endpoint = Endpoint::from_shared(format!("http://{host}:{}", target.port))
         .map_err(|e| SinkConfigError::Endpoint {
             endpoint: format!("{host}:{}", target.port),
             problem: e.to_string(),
