@@ -166,3 +166,22 @@ extern "C" fn stop_private_cluster() {
             .status();
     }
 }
+
+/// Polls `check` until it returns `Ok`, and panics with the last `Err` once `timeout` has passed:
+/// the cluster converges asynchronously, so tests assert on what it eventually shows.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(last) if tokio::time::Instant::now() >= deadline => {
+                panic!("{what}: not true after {timeout:?}; last seen: {last}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(150)).await,
+        }
+    }
+}

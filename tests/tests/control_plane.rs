@@ -5,25 +5,9 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use pixie_tests::TestCluster;
+use pixie_tests::{TestCluster, eventually};
 use serde_json::json;
 
-async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        match check().await {
-            Ok(()) => return,
-            Err(last) if tokio::time::Instant::now() >= deadline => {
-                panic!("{what}: not true after {timeout:?}; last seen: {last}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
-}
 
 #[tokio::test]
 async fn simulated_nodes_are_ready() {

@@ -8,7 +8,6 @@
 //! they are applied idempotently and never deleted; everything else lives in a fresh namespace.
 
 use std::fs;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -20,28 +19,12 @@ use kube::{Client, Resource};
 use pixie_crds::{CronScript, DataExport, Plugin, PxlScript, Vizier};
 use pixie_operator::install::{LEADER_ELECTION_ROLE, OPERATOR_NAME};
 use pixie_operator::{Metrics, Settings};
-use pixie_tests::{REPO_ROOT, TestCluster};
+use pixie_tests::{REPO_ROOT, TestCluster, eventually};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 const OPERATOR_NAMESPACE: &str = "px-operator";
 
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        match check().await {
-            Ok(value) => return value,
-            Err(last) if tokio::time::Instant::now() >= deadline => {
-                panic!("{what}: not true after {timeout:?}; last seen: {last}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
-}
 
 fn sample(file: &str) -> String {
     format!("{REPO_ROOT}/config/samples/{file}")

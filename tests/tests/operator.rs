@@ -3,7 +3,6 @@
 //! client whose writes are counted (the operator's own tower layer).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +20,7 @@ use kube::{Client, Resource, ResourceExt};
 use pixie_crds::{Vizier, VizierPhase};
 use pixie_operator::leader::LeaderSettings;
 use pixie_operator::{ApiWriteLayer, Metrics, Settings};
-use pixie_tests::{REPO_ROOT, TestCluster};
+use pixie_tests::{REPO_ROOT, TestCluster, eventually};
 use k8s_openapi::serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -29,22 +28,6 @@ use tokio::task::JoinHandle;
 
 const INSTANCE: &str = "app.kubernetes.io/instance";
 
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        match check().await {
-            Ok(value) => return value,
-            Err(last) if tokio::time::Instant::now() >= deadline => {
-                panic!("{what}: not true after {timeout:?}; last seen: {last}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(150)).await,
-        }
-    }
-}
 
 /// After this many writes every further request hangs: the operator is stuck mid-reconcile, as if
 /// the process had frozen, until the test kills it.

@@ -2,7 +2,6 @@
 //! Each test runs its own operator in-process, scoped to a fresh namespace, without leader
 //! election, and counts the operator's writes through its own tower layer.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,29 +15,13 @@ use kube::{Client, Resource, ResourceExt};
 use pixie_crds::{CronScript, DataExport, Plugin, PxlScript, Vizier};
 use pixie_operator::metrics::KindLabels;
 use pixie_operator::{ApiWriteLayer, Metrics, Settings};
-use pixie_tests::{REPO_ROOT, TestCluster};
+use pixie_tests::{REPO_ROOT, TestCluster, eventually};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 const PLUGIN_LABEL: &str = "px.dev/plugin";
 
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        match check().await {
-            Ok(value) => return value,
-            Err(last) if tokio::time::Instant::now() >= deadline => {
-                panic!("{what}: not true after {timeout:?}; last seen: {last}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-}
 
 /// An operator running in this process, watching one namespace.
 struct Operator {
