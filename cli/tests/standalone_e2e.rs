@@ -1,7 +1,8 @@
 //! End to end on this host (needs root, real kernel): `vizier standalone` as a child process, a
 //! Python HTTP server and client making known requests, then the real `kubectl-pixie run
 //! px/http_data -o json` must list those requests (method, path, status). A script with an error must
-//! come back as `line:col: message` with a caret and exit code 1.
+//! come back as `line:col: message` with a caret and exit code 1. The same requests must show
+//! through the multi-node query path too: `vizier pem --listen` queried by `vizier kelvin --pem`.
 
 mod common;
 
@@ -70,43 +71,67 @@ fn first_line(child: &mut std::process::Child, timeout: Duration) -> Option<Stri
     rx.recv_timeout(timeout).ok()
 }
 
-#[test]
-fn kubectl_pixie_shows_the_requests_a_standalone_vizier_traced() {
-    if !is_root() {
-        eprintln!(
-            "\n\n******** SKIPPED kubectl_pixie_shows_the_requests_a_standalone_vizier_traced: \
-             vizier standalone loads eBPF programs, which needs root ********\n"
-        );
-        return;
-    }
-    let vizier = vizier_binary();
-    let dir = tempfile::tempdir().unwrap();
-    let log_path = dir.path().join("vizier.log");
-    let mut vizier = ChildGuard(
-        Command::new(&vizier)
-            .args(["standalone", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log_path).unwrap())
-            .spawn()
-            .expect("starting vizier standalone"),
-    );
-    let vizier_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-    let line = first_line(&mut vizier.0, Duration::from_secs(60))
-        .unwrap_or_else(|| panic!("vizier printed no address\n{}", vizier_log()));
-    let addr = line
-        .trim()
-        .strip_prefix("vizier standalone listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}\n{}", vizier_log()))
-        .to_owned();
+/// A `vizier` child process and where its log goes.
+struct Vizier {
+    child: ChildGuard,
+    addr: String,
+    log_path: std::path::PathBuf,
+}
 
-    // Known requests, with a nonce so that other traffic on this host cannot match.
+impl Vizier {
+    /// Starts `vizier <args>` and waits for its "vizier <role> listening on ADDR" line.
+    fn start(args: &[&str], dir: &std::path::Path) -> Vizier {
+        let role = args[0];
+        let log_path = dir.join(format!("vizier-{role}.log"));
+        let mut child = ChildGuard(
+            Command::new(vizier_binary())
+                .args(args)
+                .stdout(Stdio::piped())
+                .stderr(std::fs::File::create(&log_path).unwrap())
+                .spawn()
+                .unwrap_or_else(|e| panic!("starting vizier {role}: {e}")),
+        );
+        let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+        let line = first_line(&mut child.0, Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("vizier {role} printed no address\n{}", log()));
+        let addr = line
+            .trim()
+            .strip_prefix(&format!("vizier {role} listening on "))
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}\n{}", log()))
+            .to_owned();
+        Vizier {
+            child,
+            addr,
+            log_path,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Stops it with SIGTERM; it must exit cleanly.
+    fn stop(mut self) {
+        self.child.terminate();
+        let status = self.child.0.wait().unwrap();
+        assert!(
+            status.success(),
+            "vizier exited with {status}\n{}",
+            self.log()
+        );
+    }
+}
+
+/// Known requests through a local Python server, with a nonce so that other traffic on this host
+/// cannot match: (method, path, status), and the server (stopped on drop).
+fn make_requests(dir: &std::path::Path) -> (String, BTreeSet<(String, String, i64)>, ChildGuard) {
     let nonce = format!(
         "{}-{}",
         std::process::id(),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
-            .as_millis()
+            .as_nanos()
     );
     let wanted: Vec<(&str, String, i64)> =
         [("GET", 200), ("POST", 201), ("PUT", 404), ("DELETE", 503)]
@@ -114,11 +139,11 @@ fn kubectl_pixie_shows_the_requests_a_standalone_vizier_traced() {
             .enumerate()
             .map(|(i, (method, status))| (*method, format!("/e2e/{nonce}/{status}/r{i}"), *status))
             .collect();
-    std::fs::write(dir.path().join("server.py"), SERVER_PY).unwrap();
-    std::fs::write(dir.path().join("client.py"), CLIENT_PY).unwrap();
+    std::fs::write(dir.join("server.py"), SERVER_PY).unwrap();
+    std::fs::write(dir.join("client.py"), CLIENT_PY).unwrap();
     let mut server = ChildGuard(
         Command::new(python())
-            .arg(dir.path().join("server.py"))
+            .arg(dir.join("server.py"))
             .stdout(Stdio::piped())
             .spawn()
             .expect("starting the python server"),
@@ -128,18 +153,27 @@ fn kubectl_pixie_shows_the_requests_a_standalone_vizier_traced() {
         .expect("the python server's port");
     let requests: Vec<(&str, &str)> = wanted.iter().map(|(m, p, _)| (*m, p.as_str())).collect();
     let client = Command::new(python())
-        .arg(dir.path().join("client.py"))
+        .arg(dir.join("client.py"))
         .arg(port.to_string())
         .arg(serde_json::to_string(&requests).unwrap())
         .output()
         .expect("running the python client");
     assert!(client.status.success(), "client: {}", describe(&client));
-
-    // The collector pushes every 100 ms; give it a bounded while to show up.
-    let want: BTreeSet<(String, String, i64)> = wanted
+    let want = wanted
         .iter()
         .map(|(m, p, s)| (m.to_string(), p.clone(), *s))
         .collect();
+    (nonce, want, server)
+}
+
+/// Runs `px/http_data` against `addr` until every wanted request shows (the collector pushes every
+/// 100 ms; a bounded while), and returns the last output.
+fn wait_for_requests(
+    addr: &str,
+    nonce: &str,
+    want: &BTreeSet<(String, String, i64)>,
+    logs: impl Fn() -> String,
+) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     let (mut seen, mut last) = (BTreeSet::new(), String::new());
     while Instant::now() < deadline {
@@ -148,7 +182,7 @@ fn kubectl_pixie_shows_the_requests_a_standalone_vizier_traced() {
                 "run",
                 "px/http_data",
                 "--addr",
-                &addr,
+                addr,
                 "-o",
                 "json",
                 "--max-rows",
@@ -160,8 +194,9 @@ fn kubectl_pixie_shows_the_requests_a_standalone_vizier_traced() {
             .unwrap();
         assert!(
             output.status.success(),
-            "kubectl-pixie: {}",
-            describe(&output)
+            "kubectl-pixie: {}\n{}",
+            describe(&output),
+            logs()
         );
         let stdout = text(&output.stdout);
         seen = stdout
@@ -171,7 +206,7 @@ fn kubectl_pixie_shows_the_requests_a_standalone_vizier_traced() {
             })
             .filter_map(|row| {
                 let path = row["req_path"].as_str()?;
-                path.contains(&nonce).then(|| {
+                path.contains(nonce).then(|| {
                     (
                         row["req_method"].as_str().unwrap_or_default().to_owned(),
                         path.to_owned(),
@@ -188,9 +223,31 @@ fn kubectl_pixie_shows_the_requests_a_standalone_vizier_traced() {
     }
     assert!(
         want.is_subset(&seen),
-        "want {want:?}\nseen {seen:?}\nlast output:\n{last}\nvizier log:\n{}",
-        vizier_log()
+        "want {want:?}\nseen {seen:?}\nlast output:\n{last}\nlogs:\n{}",
+        logs()
     );
+    last
+}
+
+fn skipped_without_root(test: &str) -> bool {
+    if !is_root() {
+        eprintln!(
+            "\n\n******** SKIPPED {test}: vizier loads eBPF programs, which needs root ********\n"
+        );
+    }
+    !is_root()
+}
+
+#[test]
+fn kubectl_pixie_shows_the_requests_a_standalone_vizier_traced() {
+    if skipped_without_root("kubectl_pixie_shows_the_requests_a_standalone_vizier_traced") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let vizier = Vizier::start(&["standalone", "--listen", "127.0.0.1:0"], dir.path());
+    let addr = vizier.addr.clone();
+    let (nonce, want, mut server) = make_requests(dir.path());
+    let last = wait_for_requests(&addr, &nonce, &want, || vizier.log());
     // Every row names its output table.
     assert!(last.lines().all(|l| l.contains("\"_table\":")), "{last}");
 
@@ -220,11 +277,68 @@ fn kubectl_pixie_shows_the_requests_a_standalone_vizier_traced() {
     );
 
     server.terminate();
-    vizier.terminate();
-    let status = vizier.0.wait().unwrap();
-    assert!(
-        status.success(),
-        "vizier exited with {status}\n{}",
-        vizier_log()
+    vizier.stop();
+}
+
+#[test]
+fn kubectl_pixie_shows_the_requests_a_pem_traced_through_kelvin() {
+    if skipped_without_root("kubectl_pixie_shows_the_requests_a_pem_traced_through_kelvin") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pem = Vizier::start(
+        &["pem", "--listen", "127.0.0.1:0", "--node-name", "e2e-node"],
+        dir.path(),
     );
+    let kelvin = Vizier::start(
+        &["kelvin", "--listen", "127.0.0.1:0", "--pem", &pem.addr],
+        dir.path(),
+    );
+    let (nonce, want, mut server) = make_requests(dir.path());
+    let logs = || format!("--- pem\n{}\n--- kelvin\n{}", pem.log(), kelvin.log());
+    wait_for_requests(&kelvin.addr, &nonce, &want, logs);
+
+    // df.ctx comes from the PEM: its node name.
+    let script = dir.path().join("nodes.pxl");
+    std::fs::write(
+        &script,
+        "import px\ndf = px.DataFrame(table='process_stats', start_time='-2m')\n\
+         df.node = df.ctx['node']\npx.display(df.groupby('node').agg(n=('upid', px.count)))\n",
+    )
+    .unwrap();
+    let output = kubectl_pixie()
+        .args([
+            "run",
+            "-f",
+            script.to_str().unwrap(),
+            "--addr",
+            &kelvin.addr,
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}\n{}", describe(&output), logs());
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("\"node\":\"e2e-node\""),
+        "{stdout}\n{}",
+        logs()
+    );
+
+    // The PEM gone: Kelvin's queries fail and name it.
+    server.terminate();
+    let pem_addr = pem.addr.clone();
+    pem.stop();
+    let output = kubectl_pixie()
+        .args(["run", "px/http_data", "--addr", &kelvin.addr])
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "{}", describe(&output));
+    assert!(
+        text(&output.stderr).contains(&pem_addr),
+        "{}",
+        describe(&output)
+    );
+    kelvin.stop();
 }

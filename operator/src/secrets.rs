@@ -18,7 +18,9 @@ use rcgen::{
 
 use crate::error::Error;
 use crate::render::common::meta;
-use crate::render::{CLUSTER_SECRETS, ETCD, KELVIN_SERVICE, METADATA_SERVICE, NATS, QUERY_BROKER_SERVICE, TLS_SECRET};
+use crate::render::{
+    CLUSTER_SECRETS, ETCD, KELVIN_SERVICE, METADATA_SERVICE, NATS, PEM_SERVICE, QUERY_BROKER_SERVICE, TLS_SECRET,
+};
 use crate::validate::Inputs;
 
 /// On `service-tls-certs`: when its certificates expire (RFC 3339), so health checks need not parse X.509.
@@ -41,7 +43,7 @@ pub fn cluster_secrets(inputs: &Inputs) -> Secret {
 /// etcd members' peer names.
 pub fn server_names(namespace: &str) -> Vec<String> {
     let mut names = vec!["localhost".to_owned()];
-    for service in [NATS, METADATA_SERVICE, QUERY_BROKER_SERVICE, KELVIN_SERVICE, ETCD, "pl-etcd-client"] {
+    for service in [NATS, METADATA_SERVICE, QUERY_BROKER_SERVICE, KELVIN_SERVICE, PEM_SERVICE, ETCD, "pl-etcd-client"] {
         names.push(service.to_owned());
         names.push(format!("{service}.{namespace}"));
         names.push(format!("{service}.{namespace}.svc"));

@@ -33,6 +33,8 @@ pub const QUERY_BROKER_SERVICE: &str = "vizier-query-broker-svc";
 pub const KELVIN: &str = "kelvin";
 pub const KELVIN_SERVICE: &str = "kelvin-service";
 pub const PEM: &str = "vizier-pem";
+/// Headless: its DNS name resolves to every PEM pod, which Kelvin queries.
+pub const PEM_SERVICE: &str = "vizier-pem-svc";
 pub const CLOUD_CONNECTOR: &str = "vizier-cloud-connector";
 
 /// Pixie's components. Each has its own image, labels and pods.
@@ -117,6 +119,7 @@ pub fn render(inputs: &Inputs) -> Result<Rendered, String> {
     objects.push(Object::from_typed(workloads::query_broker(inputs, &settings_hash)));
     objects.push(Object::from_typed(workloads::kelvin_service(inputs)));
     objects.push(Object::from_typed(workloads::kelvin(inputs, &settings_hash)));
+    objects.push(Object::from_typed(workloads::pem_service(inputs)));
     objects.push(Object::from_typed(workloads::pem(inputs, &settings_hash)));
     if inputs.cloud_enabled() {
         objects.push(Object::from_typed(workloads::cloud_connector(inputs, &settings_hash)));

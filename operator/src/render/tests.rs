@@ -205,6 +205,35 @@ fn the_pem_runs_privileged_on_the_host_with_the_spec_memory() {
 }
 
 #[test]
+fn the_query_path_runs_broker_to_kelvin_to_every_pem() {
+    let inputs = minimal();
+    let rendered = render(&inputs).unwrap();
+    let ns = &inputs.namespace;
+    // PEMs serve their store on the node's network; a headless Service finds them all.
+    let pem = container(find(&rendered, Kind::DaemonSet, PEM), "pem");
+    assert_eq!(pem["args"], json!(["--listen", "0.0.0.0:50400"]));
+    let service = find(&rendered, Kind::Service, PEM_SERVICE);
+    assert_eq!(service["spec"]["clusterIP"], "None");
+    assert_eq!(service["spec"]["ports"][0]["port"], 50400);
+    assert_eq!(service["spec"]["selector"]["app.kubernetes.io/component"], "pem");
+    assert_eq!(service["metadata"]["ownerReferences"][0]["uid"], UID);
+    // Kelvin asks every address behind it.
+    let kelvin = container(find(&rendered, Kind::Deployment, KELVIN), "kelvin");
+    assert_eq!(
+        kelvin["args"],
+        json!(["--listen", "0.0.0.0:59300", "--pem-service", format!("vizier-pem-svc.{ns}.svc:50400")])
+    );
+    // The broker forwards clients to Kelvin and runs this Vizier's CronScripts.
+    let broker = container(find(&rendered, Kind::Deployment, QUERY_BROKER), "query-broker");
+    assert_eq!(
+        broker["args"],
+        json!(["--listen", "0.0.0.0:50300", "--kelvin-addr", format!("kelvin-service.{ns}.svc:59300"), "--vizier", inputs.name])
+    );
+    assert_eq!(env_value(broker, "POD_NAMESPACE").unwrap()["fieldRef"]["fieldPath"], "metadata.namespace");
+    assert_eq!(env_value(broker, "POD_NAME").unwrap()["fieldRef"]["fieldPath"], "metadata.name");
+}
+
+#[test]
 fn data_collector_params_become_pem_environment_and_custom_flags_win() {
     let mut inputs = minimal();
     inputs.spec.pem_memory_limit = Some("4Gi".into());

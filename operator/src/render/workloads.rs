@@ -15,12 +15,14 @@ use pixie_crds::DataAccess;
 
 use super::common::{self, PodShape, env, env_field, env_secret, meta, selector, selector_labels, set_env};
 use super::rbac::{CLOUD_CONNECTOR_ACCOUNT, QUERY_BROKER_ACCOUNT};
-use super::{CLOUD_CONNECTOR, Component, KELVIN, KELVIN_SERVICE, PEM, QUERY_BROKER, QUERY_BROKER_SERVICE};
+use super::{CLOUD_CONNECTOR, Component, KELVIN, KELVIN_SERVICE, PEM, PEM_SERVICE, QUERY_BROKER, QUERY_BROKER_SERVICE};
 use crate::quantity;
 use crate::validate::Inputs;
 
 pub const QUERY_BROKER_PORT: i32 = 50300;
 pub const KELVIN_PORT: i32 = 59300;
+/// The PEMs' query API, on each node's network (PEMs run in the host's network namespace).
+pub const PEM_PORT: i32 = 50400;
 pub const CLOUD_CONNECTOR_PORT: i32 = 50800;
 /// Pixie's default PEM memory limit.
 pub const DEFAULT_PEM_MEMORY: &str = "2Gi";
@@ -47,6 +49,15 @@ fn service(inputs: &Inputs, name: &str, component: Component, port: i32) -> Serv
     }
 }
 
+/// `<service>.<namespace>.svc:<port>`, how the Vizier's services find each other.
+fn service_addr(inputs: &Inputs, service: &str, port: i32) -> String {
+    format!("{service}.{}.svc:{port}", inputs.namespace)
+}
+
+fn grpc_port(port: i32) -> Option<Vec<ContainerPort>> {
+    Some(vec![ContainerPort { name: Some("grpc".into()), container_port: port, ..Default::default() }])
+}
+
 fn deployment(inputs: &Inputs, name: &str, component: Component, settings_hash: &str, pod: PodSpec) -> Deployment {
     Deployment {
         metadata: meta(inputs, name, Some(component)),
@@ -67,9 +78,21 @@ pub fn query_broker_service(inputs: &Inputs) -> Service {
 /// The query broker compiles PxL and applies the data-access level to results.
 pub fn query_broker(inputs: &Inputs, settings_hash: &str) -> Deployment {
     let mut container = common::vizier_container(inputs, Component::QueryBroker, "broker");
-    set_env(container.env.get_or_insert_with(Vec::new), env("PL_DATA_ACCESS", data_access(inputs)));
-    container.ports =
-        Some(vec![ContainerPort { name: Some("grpc".into()), container_port: QUERY_BROKER_PORT, ..Default::default() }]);
+    // Clients' queries go to Kelvin, and so do the CronScripts'.
+    container.args = Some(vec![
+        "--listen".into(),
+        format!("0.0.0.0:{QUERY_BROKER_PORT}"),
+        "--kelvin-addr".into(),
+        service_addr(inputs, KELVIN_SERVICE, KELVIN_PORT),
+        "--vizier".into(),
+        inputs.name.clone(),
+    ]);
+    let vars = container.env.get_or_insert_with(Vec::new);
+    set_env(vars, env("PL_DATA_ACCESS", data_access(inputs)));
+    // The CronScript runner's namespace and lease identity.
+    set_env(vars, env_field("POD_NAMESPACE", "metadata.namespace"));
+    set_env(vars, env_field("POD_NAME", "metadata.name"));
+    container.ports = grpc_port(QUERY_BROKER_PORT);
     let pod = PodSpec {
         containers: vec![container],
         service_account_name: Some(QUERY_BROKER_ACCOUNT.to_owned()),
@@ -86,9 +109,14 @@ pub fn kelvin_service(inputs: &Inputs) -> Service {
 /// Kelvin merges the PEMs' partial results; it redacts like the broker.
 pub fn kelvin(inputs: &Inputs, settings_hash: &str) -> Deployment {
     let mut container = common::vizier_container(inputs, Component::Kelvin, "kelvin");
+    container.args = Some(vec![
+        "--listen".into(),
+        format!("0.0.0.0:{KELVIN_PORT}"),
+        "--pem-service".into(),
+        service_addr(inputs, PEM_SERVICE, PEM_PORT),
+    ]);
     set_env(container.env.get_or_insert_with(Vec::new), env("PL_DATA_ACCESS", data_access(inputs)));
-    container.ports =
-        Some(vec![ContainerPort { name: Some("grpc".into()), container_port: KELVIN_PORT, ..Default::default() }]);
+    container.ports = grpc_port(KELVIN_PORT);
     let pod = PodSpec {
         containers: vec![container],
         automount_service_account_token: Some(false),
@@ -96,6 +124,16 @@ pub fn kelvin(inputs: &Inputs, settings_hash: &str) -> Deployment {
         ..Default::default()
     };
     deployment(inputs, KELVIN, Component::Kelvin, settings_hash, pod)
+}
+
+/// Headless (no cluster IP): its DNS name resolves to the address of every ready PEM, so Kelvin
+/// finds them all, and PEMs that come and go with nodes.
+pub fn pem_service(inputs: &Inputs) -> Service {
+    let mut service = service(inputs, PEM_SERVICE, Component::Pem, PEM_PORT);
+    if let Some(spec) = service.spec.as_mut() {
+        spec.cluster_ip = Some("None".into());
+    }
+    service
 }
 
 fn host_path(name: &str, path: &str) -> Volume {
@@ -115,6 +153,9 @@ pub fn pem(inputs: &Inputs, settings_hash: &str) -> DaemonSet {
     let request = spec.pem_memory_request.clone().unwrap_or_else(|| limit.clone());
 
     let mut container = common::vizier_container(inputs, Component::Pem, "pem");
+    // The query API over this node's store, for Kelvin.
+    container.args = Some(vec!["--listen".into(), format!("0.0.0.0:{PEM_PORT}")]);
+    container.ports = grpc_port(PEM_PORT);
     let vars = container.env.get_or_insert_with(Vec::new);
     set_env(vars, env_field("PL_NODE_NAME", "spec.nodeName"));
     set_env(vars, env("PL_HOST_PATH", "/host"));
@@ -204,11 +245,7 @@ pub fn cloud_connector(inputs: &Inputs, settings_hash: &str) -> Deployment {
     let (secret, key) = inputs.deploy_key_secret();
     let mut container = common::vizier_container(inputs, Component::CloudConnector, "connector");
     set_env(container.env.get_or_insert_with(Vec::new), env_secret("PL_DEPLOY_KEY", &secret, key));
-    container.ports = Some(vec![ContainerPort {
-        name: Some("grpc".into()),
-        container_port: CLOUD_CONNECTOR_PORT,
-        ..Default::default()
-    }]);
+    container.ports = grpc_port(CLOUD_CONNECTOR_PORT);
     let pod = PodSpec {
         containers: vec![container],
         service_account_name: Some(CLOUD_CONNECTOR_ACCOUNT.to_owned()),

@@ -14,7 +14,7 @@ use crate::proto::vizier_service_client::VizierServiceClient;
 use crate::proto::{self, execute_script_response::Result as Payload};
 
 /// Largest message accepted; the server sends at most about 1 MiB of Arrow per message.
-const MAX_MESSAGE_BYTES: usize = 64 << 20;
+pub(crate) const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -62,22 +62,13 @@ pub struct VizierClient {
 impl VizierClient {
     /// Connects to `addr` (`HOST:PORT`, or a full `http://` URL).
     pub async fn connect(addr: &str) -> Result<Self, ClientError> {
-        let url = if addr.contains("://") {
-            addr.to_owned()
-        } else {
-            format!("http://{addr}")
-        };
-        let unreachable = |reason: String| ClientError::Unreachable {
-            addr: addr.to_owned(),
-            reason,
-        };
-        let endpoint = Endpoint::from_shared(url)
-            .map_err(|e| unreachable(format!("invalid address: {e}")))?
-            .connect_timeout(Duration::from_secs(5));
-        let channel = endpoint
+        let channel = endpoint(addr)?
             .connect()
             .await
-            .map_err(|e| unreachable(root_cause(&e)))?;
+            .map_err(|e| ClientError::Unreachable {
+                addr: addr.to_owned(),
+                reason: root_cause(&e),
+            })?;
         Ok(VizierClient {
             inner: VizierServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES),
         })
@@ -173,8 +164,22 @@ impl ResultStream {
     }
 }
 
+/// Where `addr` (`HOST:PORT`, or a full `http://` URL) is, with our connect timeout.
+pub(crate) fn endpoint(addr: &str) -> Result<Endpoint, ClientError> {
+    let url = if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    };
+    let endpoint = Endpoint::from_shared(url).map_err(|e| ClientError::Unreachable {
+        addr: addr.to_owned(),
+        reason: format!("invalid address: {e}"),
+    })?;
+    Ok(endpoint.connect_timeout(Duration::from_secs(5)))
+}
+
 /// The innermost cause, in words a person expects ("connection refused"), not hyper's wrapping.
-fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     let mut current = error;
     while let Some(next) = current.source() {
         current = next;

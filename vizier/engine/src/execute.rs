@@ -15,11 +15,12 @@ use datafusion::execution::context::SessionContext;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionConfig;
 use futures::StreamExt;
-use pixie_pxl::{CompileError, CompileOptions, CompiledScript, MetadataResolver};
+use pixie_pxl::{CompileError, CompileOptions, CompiledScript, MetadataResolver, TableCatalog};
 use pixie_store::TableStore;
 use tokio::sync::mpsc;
 
 use crate::catalog::StoreCatalog;
+use crate::remote::{RemoteMetadata, RemoteTables};
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -154,44 +155,71 @@ impl EngineError {
     }
 }
 
-/// The query engine of one Vizier: the store's tables, the metadata resolver behind `df.ctx`, and one
+/// Where an engine's tables and `df.ctx` answers come from.
+enum Tables {
+    /// This process's store, and a resolver for the processes of this host.
+    Store {
+        catalog: StoreCatalog,
+        metadata: Arc<dyn MetadataResolver>,
+    },
+    /// The PEMs' stores (Kelvin); tables and metadata are made afresh for each query.
+    Remote(RemoteTables),
+}
+
+/// The query engine of one Vizier: its tables, the metadata resolver behind `df.ctx`, and one
 /// DataFusion session shared by every query.
 pub struct Engine {
-    catalog: StoreCatalog,
-    metadata: Arc<dyn MetadataResolver>,
+    tables: Tables,
     ctx: SessionContext,
     config: EngineConfig,
 }
 
 impl Engine {
+    /// An engine over `store`, answering `df.ctx` with `metadata`.
     pub fn new(
         store: &TableStore,
         metadata: Arc<dyn MetadataResolver>,
         config: EngineConfig,
     ) -> Result<Self, EngineError> {
-        let session = SessionConfig::new().with_target_partitions(config.target_partitions.max(1));
-        let runtime = RuntimeEnvBuilder::new()
-            .with_memory_limit(config.memory_limit_bytes, 1.0)
-            .build_arc()
-            .map_err(EngineError::Setup)?;
-        let ctx = SessionContext::new_with_config_rt(session, runtime);
-        // Compiled plans carry their functions; registering them too lets SQL call them by name.
-        for udf in pixie_pxl::udfs(metadata.clone()) {
-            ctx.register_udf(udf);
-        }
-        for udaf in pixie_pxl::udafs() {
-            ctx.register_udaf(udaf);
-        }
-        Ok(Engine {
+        let ctx = session(&config, metadata.clone())?;
+        let tables = Tables::Store {
             catalog: StoreCatalog::new(store),
             metadata,
+        };
+        Ok(Engine {
+            tables,
             ctx,
             config,
         })
     }
 
-    pub fn catalog(&self) -> &StoreCatalog {
-        &self.catalog
+    /// An engine over the PEMs' tables (Kelvin): every scan reads from all of them, and `df.ctx` is
+    /// answered by the PEM that holds each upid.
+    pub fn remote(tables: RemoteTables, config: EngineConfig) -> Result<Self, EngineError> {
+        // Queries compile with their own resolver, filled by their scans; the session's, for SQL run
+        // on the session directly, has no scans behind it and knows no upid.
+        let ctx = session(&config, Arc::new(RemoteMetadata::default()))?;
+        Ok(Engine {
+            tables: Tables::Remote(tables),
+            ctx,
+            config,
+        })
+    }
+
+    /// The local store's tables; `None` for an engine over remote tables.
+    pub fn catalog(&self) -> Option<&StoreCatalog> {
+        match &self.tables {
+            Tables::Store { catalog, .. } => Some(catalog),
+            Tables::Remote(_) => None,
+        }
+    }
+
+    /// The PEMs' tables; `None` for an engine over a local store.
+    pub fn remote_tables(&self) -> Option<&RemoteTables> {
+        match &self.tables {
+            Tables::Remote(remote) => Some(remote),
+            Tables::Store { .. } => None,
+        }
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -219,19 +247,15 @@ impl Engine {
             max_output_rows: Some(self.row_cap(query).saturating_add(1)),
             window: query.window,
         };
-        match query.language {
-            Language::Pxl => pixie_pxl::compile(
-                &query.source,
-                &self.catalog,
-                self.metadata.clone(),
-                &options,
-            ),
-            Language::Sql => pixie_pxl::compile_sql(
-                &query.source,
-                &self.catalog,
-                self.metadata.clone(),
-                &options,
-            ),
+        match &self.tables {
+            Tables::Store { catalog, metadata } => {
+                compile(query, catalog, metadata.clone(), &options)
+            }
+            Tables::Remote(remote) => {
+                let scope = remote.for_query();
+                let metadata = scope.metadata();
+                compile(query, &scope, metadata, &options)
+            }
         }
     }
 
@@ -283,11 +307,47 @@ impl Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine")
-            .field("catalog", &self.catalog)
-            .field("metadata", &self.metadata)
-            .field("config", &self.config)
-            .finish_non_exhaustive()
+        let mut f = f.debug_struct("Engine");
+        match &self.tables {
+            Tables::Store { catalog, metadata } => {
+                f.field("catalog", catalog).field("metadata", metadata)
+            }
+            Tables::Remote(remote) => f.field("remote", remote),
+        };
+        f.field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// One DataFusion session for every query of an engine, with its memory limit and the PxL functions.
+fn session(
+    config: &EngineConfig,
+    metadata: Arc<dyn MetadataResolver>,
+) -> Result<SessionContext, EngineError> {
+    let session = SessionConfig::new().with_target_partitions(config.target_partitions.max(1));
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(config.memory_limit_bytes, 1.0)
+        .build_arc()
+        .map_err(EngineError::Setup)?;
+    let ctx = SessionContext::new_with_config_rt(session, runtime);
+    // Compiled plans carry their functions; registering them too lets SQL call them by name.
+    for udf in pixie_pxl::udfs(metadata) {
+        ctx.register_udf(udf);
+    }
+    for udaf in pixie_pxl::udafs() {
+        ctx.register_udaf(udaf);
+    }
+    Ok(ctx)
+}
+
+fn compile(
+    query: &Query,
+    catalog: &dyn TableCatalog,
+    metadata: Arc<dyn MetadataResolver>,
+    options: &CompileOptions,
+) -> Result<CompiledScript, CompileError> {
+    match query.language {
+        Language::Pxl => pixie_pxl::compile(&query.source, catalog, metadata, options),
+        Language::Sql => pixie_pxl::compile_sql(&query.source, catalog, metadata, options),
     }
 }
 

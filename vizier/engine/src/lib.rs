@@ -5,13 +5,17 @@
 //! [`catalog::StoreCatalog`] hands those tables to the PxL compiler, [`metadata::ProcMetadata`]
 //! answers `df.ctx[...]` from `/proc` on a host without Kubernetes, [`execute::Engine`] compiles a
 //! query and runs its outputs as a bounded stream of batches, and [`server`] / [`client`] carry that
-//! stream over gRPC as Arrow IPC ([`ipc`]).
+//! stream over gRPC as Arrow IPC ([`ipc`]). [`remote`] makes the same engine Kelvin's: its tables
+//! are every PEM's, read over that API; [`proxy`] forwards the API to another server (the broker
+//! in front of Kelvin).
 
 pub mod catalog;
 pub mod client;
 pub mod execute;
 pub mod ipc;
 pub mod metadata;
+pub mod proxy;
+pub mod remote;
 pub mod server;
 pub mod table;
 
@@ -24,5 +28,7 @@ pub use catalog::StoreCatalog;
 pub use client::{ClientError, ClientEvent, VizierClient};
 pub use execute::{Engine, EngineConfig, EngineError, Event, ExecStats, Language, Query};
 pub use metadata::ProcMetadata;
+pub use proxy::ForwardingApi;
+pub use remote::{PemAddrs, RemoteError, RemoteTables};
 pub use server::{DEFAULT_PORT, VizierApi};
 pub use table::{ScanStats, StoreTable};

@@ -2,7 +2,7 @@
 //!
 //! The pid comes from the upid itself; the command line from `/proc/<pid>/cmdline`, but only while
 //! `/proc/<pid>/stat` still shows the upid's start time (a reused pid is another process); the node is
-//! this host's name. Pods, services, namespaces and containers do not exist here and resolve to
+//! the given node name, else this host's name. Pods, services, namespaces and containers do not exist here and resolve to
 //! nothing.
 
 use std::collections::HashMap;
@@ -20,6 +20,7 @@ const CMDLINE_CACHE_ENTRIES: usize = 16_384;
 pub struct ProcMetadata {
     proc_root: PathBuf,
     hostname: Option<String>,
+    node_name: Option<String>,
     cmdlines: Mutex<HashMap<Upid, Option<String>>>,
 }
 
@@ -39,8 +40,15 @@ impl ProcMetadata {
         ProcMetadata {
             proc_root,
             hostname,
+            node_name: None,
             cmdlines: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Answers `node` with `name` (the Kubernetes node's, which need not be the host name).
+    pub fn with_node_name(mut self, name: impl Into<String>) -> Self {
+        self.node_name = Some(name.into()).filter(|n| !n.is_empty());
+        self
     }
 
     fn cmdline(&self, upid: Upid) -> Option<String> {
@@ -86,6 +94,7 @@ impl fmt::Debug for ProcMetadata {
         f.debug_struct("ProcMetadata")
             .field("proc_root", &self.proc_root)
             .field("hostname", &self.hostname)
+            .field("node_name", &self.node_name)
             .field("cached_cmdlines", &self.cmdlines.lock().len())
             .finish()
     }
@@ -97,7 +106,8 @@ impl MetadataResolver for ProcMetadata {
         match field {
             MetadataField::Pid => Some(upid.pid.to_string()),
             MetadataField::Cmdline => self.cmdline(upid),
-            MetadataField::Hostname | MetadataField::Node => self.hostname.clone(),
+            MetadataField::Hostname => self.hostname.clone(),
+            MetadataField::Node => self.node_name.clone().or_else(|| self.hostname.clone()),
             MetadataField::Pod
             | MetadataField::Service
             | MetadataField::Namespace
@@ -175,6 +185,25 @@ mod tests {
         assert_eq!(meta.resolve("0:42:777", MetadataField::Pod), None);
         assert_eq!(meta.resolve("0:42:777", MetadataField::Service), None);
         assert_eq!(meta.resolve("0:42:777", MetadataField::Namespace), None);
+    }
+
+    #[test]
+    fn a_given_node_name_answers_node_and_the_host_name_hostname() {
+        let dir = fake_proc();
+        let meta = ProcMetadata::with_proc_root(dir.path()).with_node_name("kube-node-3");
+        assert_eq!(
+            meta.resolve("0:42:777", MetadataField::Node).as_deref(),
+            Some("kube-node-3")
+        );
+        assert_eq!(
+            meta.resolve("0:42:777", MetadataField::Hostname).as_deref(),
+            Some("node-7")
+        );
+        let unnamed = ProcMetadata::with_proc_root(dir.path()).with_node_name("");
+        assert_eq!(
+            unnamed.resolve("0:42:777", MetadataField::Node).as_deref(),
+            Some("node-7")
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::execute::{Engine, EngineError, Event, Language, Query};
 use crate::ipc::TableEncoder;
 use crate::proto::vizier_service_server::{VizierService, VizierServiceServer};
 use crate::proto::{self, execute_script_response::Result as Payload};
+use crate::remote::RemoteTables;
 
 /// The broker's port in Pixie (`vizier-query-broker`), and ours.
 pub const DEFAULT_PORT: u16 = 50300;
@@ -27,19 +28,46 @@ const MAX_CHUNK_BYTES: usize = 1 << 20;
 /// Messages a client may fall behind before the query waits for it.
 const STREAM_BUFFER: usize = 16;
 
+pub(crate) type ResponseStream =
+    Pin<Box<dyn Stream<Item = Result<proto::ExecuteScriptResponse, Status>> + Send>>;
+
 pub struct VizierApi {
     engine: Arc<Engine>,
-    store: TableStore,
+    holdings: Holdings,
+    node_name: String,
     started: Instant,
 }
 
+/// What `Health` counts rows of.
+enum Holdings {
+    Store(TableStore),
+    Pems(RemoteTables),
+}
+
 impl VizierApi {
+    /// The API of a server whose engine runs over `store` (a PEM, or `vizier standalone`).
     pub fn new(engine: Arc<Engine>, store: TableStore) -> Self {
+        Self::with_holdings(engine, Holdings::Store(store))
+    }
+
+    /// The API of an engine over the PEMs' tables (Kelvin); `Health` sums what the PEMs hold.
+    pub fn over_pems(engine: Arc<Engine>, pems: RemoteTables) -> Self {
+        Self::with_holdings(engine, Holdings::Pems(pems))
+    }
+
+    fn with_holdings(engine: Arc<Engine>, holdings: Holdings) -> Self {
         VizierApi {
             engine,
-            store,
+            holdings,
+            node_name: String::new(),
             started: Instant::now(),
         }
+    }
+
+    /// Names the node whose data this server holds, in `Health` (so that PEMs can be told apart).
+    pub fn with_node_name(mut self, node_name: impl Into<String>) -> Self {
+        self.node_name = node_name.into();
+        self
     }
 
     pub fn into_service(self) -> VizierServiceServer<Self> {
@@ -47,20 +75,18 @@ impl VizierApi {
     }
 }
 
-/// Serves the API on `listener` until `shutdown` completes.
+/// Serves the API (this engine's, or a [`crate::ForwardingApi`]) on `listener` until `shutdown`
+/// completes.
 pub async fn serve(
     listener: TcpListener,
-    api: VizierApi,
+    api: impl VizierService,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
-        .add_service(api.into_service())
+        .add_service(VizierServiceServer::new(api))
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
         .await
 }
-
-type ResponseStream =
-    Pin<Box<dyn Stream<Item = Result<proto::ExecuteScriptResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl VizierService for VizierApi {
@@ -102,20 +128,29 @@ impl VizierService for VizierApi {
         &self,
         _request: Request<proto::HealthRequest>,
     ) -> Result<Response<proto::HealthResponse>, Status> {
-        let table_rows = self
-            .store
-            .table_names()
-            .into_iter()
-            .filter_map(|t| {
-                let rows = self.store.stats(&t).ok()?.rows as u64;
-                Some((t, rows))
-            })
-            .collect();
+        let table_rows = match &self.holdings {
+            Holdings::Store(store) => store
+                .table_names()
+                .into_iter()
+                .filter_map(|t| {
+                    let rows = store.stats(&t).ok()?.rows as u64;
+                    Some((t, rows))
+                })
+                .collect(),
+            // A PEM that does not answer makes queries fail, so Health says so too.
+            Holdings::Pems(pems) => pems
+                .table_rows()
+                .await
+                .map_err(|e| Status::unavailable(e.to_string()))?
+                .into_iter()
+                .collect(),
+        };
         Ok(Response::new(proto::HealthResponse {
             status: "SERVING".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             table_rows,
             uptime_ns: self.started.elapsed().as_nanos() as i64,
+            node_name: self.node_name.clone(),
         }))
     }
 }

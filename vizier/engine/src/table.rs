@@ -110,16 +110,7 @@ impl TableProvider for StoreTable {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(filters
-            .iter()
-            .map(|f| {
-                if time_bound(f).is_some() {
-                    TableProviderFilterPushDown::Inexact
-                } else {
-                    TableProviderFilterPushDown::Unsupported
-                }
-            })
-            .collect())
+        Ok(time_filters_pushdown(filters))
     }
 
     async fn scan(
@@ -158,6 +149,21 @@ pub fn time_range(filters: &[Expr]) -> TimeRange {
         .iter()
         .filter_map(time_bound)
         .fold(TimeRange::all(), intersect)
+}
+
+/// What a time-pruning scan does with each filter: `time_` bounds narrow it, `Inexact` (DataFusion
+/// still applies them row by row); the rest are not its business.
+pub(crate) fn time_filters_pushdown(filters: &[&Expr]) -> Vec<TableProviderFilterPushDown> {
+    filters
+        .iter()
+        .map(|f| {
+            if time_bound(f).is_some() {
+                TableProviderFilterPushDown::Inexact
+            } else {
+                TableProviderFilterPushDown::Unsupported
+            }
+        })
+        .collect()
 }
 
 fn intersect(a: TimeRange, b: TimeRange) -> TimeRange {

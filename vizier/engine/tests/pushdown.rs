@@ -131,6 +131,10 @@ async fn a_pxl_start_time_reaches_the_store_as_a_time_range() {
             .value(0),
         200
     );
-    let stats = engine.catalog().scan_stats(http_events::NAME).unwrap();
+    let stats = engine
+        .catalog()
+        .unwrap()
+        .scan_stats(http_events::NAME)
+        .unwrap();
     assert_eq!((stats.batches, stats.rows), (2, 200));
 }

@@ -77,7 +77,7 @@ pub use export::{ExportPlan, GaugeExport, SpanExport, SummaryExport};
 pub use scripts::bundled_scripts;
 pub use suggest::closest;
 pub use time::{parse_duration, parse_time};
-pub use udf::udfs;
+pub use udf::{metadata_udf_name, udfs};
 
 /// The tables a script may read, by name. The engine implements it over its table store.
 pub trait TableCatalog: Send + Sync {

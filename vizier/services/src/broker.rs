@@ -1,14 +1,22 @@
 //! `vizier broker`: runs one Vizier's CronScripts (pixie-broker) against its query API and
 //! delivers their results to DataExports. Talks to Kubernetes through KUBECONFIG or the in-cluster
-//! service account; with several replicas, only the holder of the Vizier's Lease schedules.
+//! service account; with several replicas, only the holder of the Vizier's Lease schedules. With
+//! `--kelvin-addr` it is also the Vizier's query API for clients (`--listen`), forwarding every
+//! query to Kelvin, and its CronScripts query Kelvin too.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use pixie_broker::{LeaseSettings, Settings};
+use pixie_engine::{ForwardingApi, server};
 
 use crate::collect::{self, parse_duration};
+use crate::query_api::Serving;
+
+/// Where CronScripts run when neither --query-addr nor --kelvin-addr says (`vizier standalone`).
+const LOCAL_QUERY_ADDR: &str = "127.0.0.1:50300";
 
 #[derive(Debug, Args)]
 pub struct BrokerArgs {
@@ -18,9 +26,17 @@ pub struct BrokerArgs {
     /// Name of the Vizier whose CronScripts to run (their spec.vizierRef).
     #[arg(long)]
     vizier: String,
-    /// The Vizier's query API, HOST:PORT (`vizier standalone --listen`).
-    #[arg(long, default_value = "127.0.0.1:50300")]
-    query_addr: String,
+    /// The query API CronScripts run against, HOST:PORT: --kelvin-addr when given, else
+    /// 127.0.0.1:50300 (`vizier standalone --listen`).
+    #[arg(long)]
+    query_addr: Option<String>,
+    /// Kelvin's query API, HOST:PORT (e.g. kelvin-service.NS.svc:59300). When given, the broker
+    /// serves the query API on --listen by forwarding every request to Kelvin.
+    #[arg(long, env = "PL_KELVIN_ADDR")]
+    kelvin_addr: Option<String>,
+    /// Where the forwarded query API listens (gRPC), with --kelvin-addr.
+    #[arg(long, default_value_t = SocketAddr::from(([0, 0, 0, 0], server::DEFAULT_PORT)))]
+    listen: SocketAddr,
     /// Compete for a Lease so that only one replica schedules.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     leader_elect: bool,
@@ -47,13 +63,39 @@ pub struct BrokerArgs {
 
 pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
     collect::runtime()?.block_on(async {
-        let config = kube::Config::infer().await.context("loading the Kubernetes client configuration")?;
+        // Serve first: clients can query while the broker waits for its lease.
+        let serving = match &args.kelvin_addr {
+            Some(kelvin) => {
+                let api = ForwardingApi::new(kelvin).with_context(|| format!("--kelvin-addr {kelvin}"))?;
+                let serving = Serving::start(args.listen, api).await?;
+                tracing::info!(addr = %serving.addr(), kelvin, "query API up, forwarding to Kelvin");
+                Some(serving)
+            }
+            None => None,
+        };
+        let scheduled = schedule(args).await;
+        if let Some(serving) = serving {
+            serving.stop().await?;
+        }
+        scheduled
+    })
+}
+
+/// Runs the CronScripts until the broker is told to stop.
+async fn schedule(args: BrokerArgs) -> anyhow::Result<()> {
+    {
+        let config = kube::Config::infer()
+            .await
+            .context("loading the Kubernetes client configuration")?;
         let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
         let identity = unique_identity(args.identity.as_deref());
         let lease_secs = args.lease_duration.as_secs().max(2);
         let settings = Settings {
             lease: args.leader_elect.then(|| LeaseSettings {
-                name: args.lease_name.clone().unwrap_or_else(|| LeaseSettings::default_name(&args.vizier)),
+                name: args
+                    .lease_name
+                    .clone()
+                    .unwrap_or_else(|| LeaseSettings::default_name(&args.vizier)),
                 identity: identity.clone(),
                 duration_secs: lease_secs,
                 // Renew a third of the way before expiry.
@@ -63,11 +105,24 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
             max_queued_records: args.max_queued_records,
             delivery_wait: args.delivery_wait,
             settle: args.settle,
-            ..Settings::new(args.namespace, args.vizier, args.query_addr)
+            ..Settings::new(
+                args.namespace,
+                args.vizier,
+                query_addr(args.query_addr, args.kelvin_addr),
+            )
         };
         tracing::info!(namespace = %settings.namespace, vizier = %settings.vizier, query = %settings.query_addr, "broker starting");
-        pixie_broker::run(client, settings, collect::shutdown_signal(None)).await.context("the broker stopped")
-    })
+        pixie_broker::run(client, settings, collect::shutdown_signal(None))
+            .await
+            .context("the broker stopped")
+    }
+}
+
+/// --query-addr, else Kelvin, else a standalone Vizier on this host.
+fn query_addr(query_addr: Option<String>, kelvin_addr: Option<String>) -> String {
+    query_addr
+        .or(kelvin_addr)
+        .unwrap_or_else(|| LOCAL_QUERY_ADDR.to_owned())
 }
 
 /// The pod name is shared by restarts of the same pod; a suffix tells them apart in the lease.
@@ -82,4 +137,17 @@ fn unique_identity(base: Option<&str>) -> String {
         std::process::id(),
         nanos & 0xfffff
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cron_scripts_query_the_given_address_else_kelvin_else_this_host() {
+        let some = |s: &str| Some(s.to_owned());
+        assert_eq!(query_addr(some("q:1"), some("k:2")), "q:1");
+        assert_eq!(query_addr(None, some("k:2")), "k:2");
+        assert_eq!(query_addr(None, None), LOCAL_QUERY_ADDR);
+    }
 }

@@ -23,9 +23,10 @@ pub struct CollectorArgs {
     /// How often process_stats is sampled.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     process_stats_period: Duration,
-    /// This agent's short id, the first part of every upid.
-    #[arg(long, default_value_t = 0)]
-    asid: u32,
+    /// This agent's short id, the first part of every upid. 0 by default; `vizier pem --listen`
+    /// derives one from the node name instead, so that Kelvin can tell the hosts' processes apart.
+    #[arg(long)]
+    asid: Option<u32>,
     /// Table store memory, in MiB.
     #[arg(long, env = "PL_TABLE_STORE_DATA_LIMIT_MB", default_value = "1280", value_parser = store_mib)]
     store_mb: usize,
@@ -78,6 +79,16 @@ impl CollectorArgs {
         ))
     }
 
+    /// This node's name, when the flag or `PL_NODE_NAME` gives it.
+    pub fn node_name(&self) -> Option<&str> {
+        self.node_name.as_deref()
+    }
+
+    /// Uses `asid` unless `--asid` was given.
+    pub fn default_asid(&mut self, asid: u32) {
+        self.asid.get_or_insert(asid);
+    }
+
     pub fn config(&self) -> anyhow::Result<CollectorConfig> {
         if let Some(spike) = self.datastream_buffer_spike_size
             && spike < self.datastream_buffer_size
@@ -88,7 +99,7 @@ impl CollectorArgs {
             );
         }
         let mut socket_trace = SocketTraceConfig {
-            asid: self.asid,
+            asid: self.asid.unwrap_or(0),
             ..Default::default()
         };
         socket_trace.http_limits.max_buffered_bytes = self.datastream_buffer_size;

@@ -1,12 +1,16 @@
 //! `vizier`: the data-plane binary. One subcommand per role; `pem` collects on this host (eBPF
-//! socket tracer, process stats) into the in-memory table store; `standalone` adds the query engine
-//! and the broker API on top, in one process; `broker` runs a Vizier's CronScripts against that API
-//! and delivers their results to DataExports. `kelvin` joins them as its crate lands.
+//! socket tracer, process stats) into the in-memory table store and, with `--listen`, serves the
+//! query API over it; `kelvin` runs PxL over every PEM's store (each scan asks all PEMs, the rest of
+//! the plan runs in Kelvin); `broker` runs a Vizier's CronScripts and, with `--kelvin-addr`, is the
+//! clients' query API, forwarding to Kelvin; `standalone` is collector, store, engine and API in
+//! one process, with no cluster.
 
 mod broker;
 mod collect;
+mod kelvin;
 mod pem;
 mod print;
+mod query_api;
 mod standalone;
 
 use clap::{Parser, Subcommand};
@@ -21,11 +25,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the PEM's data collection on this host (needs root: loads eBPF programs).
+    /// Run the PEM's data collection on this host, optionally serving its store (needs root: loads
+    /// eBPF programs).
     Pem(pem::PemArgs),
+    /// Run PxL over every PEM's store (the query engine of a multi-node Vizier).
+    Kelvin(kelvin::KelvinArgs),
     /// Collector, table store, PxL engine and broker API in one process on this host (needs root).
     Standalone(standalone::StandaloneArgs),
-    /// Run a Vizier's CronScripts on schedule and deliver their results to DataExports.
+    /// Run a Vizier's CronScripts on schedule and deliver their results to DataExports; forward
+    /// clients' queries to Kelvin.
     Broker(broker::BrokerArgs),
 }
 
@@ -39,6 +47,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Pem(args) => pem::run(args),
+        Command::Kelvin(args) => kelvin::run(args),
         Command::Standalone(args) => standalone::run(args),
         Command::Broker(args) => broker::run(args),
     }

@@ -1,8 +1,9 @@
 //! `vizier pem`: the collector and the table store on this host, optionally printing every row as
-//! it is pushed.
+//! it is pushed, and with `--listen` the query API over this host's store (what Kelvin queries).
 
 use std::collections::HashSet;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -11,6 +12,7 @@ use pixie_store::tables::{self, conn_stats, http_events, process_stats};
 
 use crate::collect::{self, CollectorArgs, parse_duration};
 use crate::print;
+use crate::query_api::{self, EngineArgs, Serving};
 
 #[derive(Debug, Args)]
 pub struct PemArgs {
@@ -23,11 +25,17 @@ pub struct PemArgs {
     /// Stop after this long (e.g. 30s, 500ms, 2m); runs until Ctrl-C otherwise.
     #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
+    /// Also serve the query API (gRPC) over this host's store here, for Kelvin. Port 0 picks a free
+    /// port; the chosen address is printed.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    #[command(flatten)]
+    engine: EngineArgs,
     #[command(flatten)]
     collector: CollectorArgs,
 }
 
-pub fn run(args: PemArgs) -> anyhow::Result<()> {
+pub fn run(mut args: PemArgs) -> anyhow::Result<()> {
     let known: Vec<&str> = tables::all().into_iter().map(|(name, _)| name).collect();
     let printed: HashSet<String> = if args.tables.is_empty() {
         known.iter().map(|t| t.to_string()).collect()
@@ -40,9 +48,25 @@ pub fn run(args: PemArgs) -> anyhow::Result<()> {
         args.tables.iter().cloned().collect()
     };
 
+    let node = query_api::node_name(args.collector.node_name());
+    if args.listen.is_some() {
+        // Kelvin takes each upid's metadata from the PEM that reports it: hosts must not share asids.
+        args.collector.default_asid(asid_of(&node));
+    }
     let store = args.collector.store();
     let summary = collect::runtime()?.block_on(async {
         let mut collector = collect::start_collector(&args.collector, &store)?;
+        let serving = match args.listen {
+            Some(listen) => {
+                let api = query_api::store_api(&store, &args.engine, &node)?;
+                let serving = Serving::start(listen, api).await?;
+                // On stdout, for scripts and tests that start us on port 0.
+                println!("vizier pem listening on {}", serving.addr());
+                tracing::info!(addr = %serving.addr(), node, "query API up");
+                Some(serving)
+            }
+            None => None,
+        };
         if args.print {
             collector = collector.with_sink(Box::new(move |table, batch| {
                 if printed.contains(table) {
@@ -50,13 +74,26 @@ pub fn run(args: PemArgs) -> anyhow::Result<()> {
                 }
             }));
         }
-        collector
+        let summary = collector
             .run(collect::shutdown_signal(args.duration))
             .await
-            .context("collector stopped")
+            .context("collector stopped");
+        if let Some(serving) = serving {
+            serving.stop().await?;
+        }
+        summary
     })?;
     collect::log_summary("pem", &summary, &store);
     Ok(())
+}
+
+/// A stable, non-zero asid from the node name (FNV-1a): the same after a restart, and different
+/// hosts collide with a chance of one in four billion.
+fn asid_of(node: &str) -> u32 {
+    let hash = node.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    hash.max(1)
 }
 
 fn print_batch(table: &str, batch: &arrow::array::RecordBatch) {
@@ -83,5 +120,19 @@ fn rows<R>(
     match decoded {
         Ok(rows) => rows.iter().map(format).collect(),
         Err(e) => vec![format!("(undecodable batch: {e})")],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn asids_from_node_names_are_stable_distinct_and_never_zero() {
+        assert_eq!(asid_of("kwok-node-0"), asid_of("kwok-node-0"));
+        assert_ne!(asid_of("kwok-node-0"), asid_of("kwok-node-1"));
+        // FNV-1a of "a".
+        assert_eq!(asid_of("a"), 0xe40c_292c);
+        assert_ne!(asid_of(""), 0);
     }
 }

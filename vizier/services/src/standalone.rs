@@ -3,27 +3,22 @@
 //! runs PxL over it with the engine. `kubectl pixie run --addr` queries it.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use pixie_engine::server::{self, VizierApi};
-use pixie_engine::{Engine, EngineConfig, ProcMetadata};
+use pixie_engine::server;
 
 use crate::collect::{self, CollectorArgs, parse_duration};
+use crate::query_api::{self, EngineArgs, Serving};
 
 #[derive(Debug, Args)]
 pub struct StandaloneArgs {
     /// Where the broker API listens (gRPC). Port 0 picks a free port; the chosen address is printed.
     #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], server::DEFAULT_PORT)))]
     listen: SocketAddr,
-    /// Rows returned per output table when a query does not ask for a number.
-    #[arg(long, default_value_t = EngineConfig::default().default_max_rows)]
-    max_rows: usize,
-    /// Memory all running queries may hold together, in MiB; a query that needs more fails.
-    #[arg(long, default_value_t = EngineConfig::default().memory_limit_bytes >> 20)]
-    query_memory_mb: usize,
+    #[command(flatten)]
+    engine: EngineArgs,
     /// Stop after this long (e.g. 30s, 2m); runs until Ctrl-C or SIGTERM otherwise.
     #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
@@ -36,26 +31,10 @@ pub fn run(args: StandaloneArgs) -> anyhow::Result<()> {
     let summary = collect::runtime()?.block_on(async {
         // Attach first: a Vizier that cannot collect must not look healthy.
         let collector = collect::start_collector(&args.collector, &store)?;
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("listening on {}", args.listen))?;
-        let addr = listener.local_addr().context("reading the bound address")?;
-
-        let engine = Engine::new(
-            &store,
-            Arc::new(ProcMetadata::new()),
-            EngineConfig {
-                default_max_rows: args.max_rows,
-                memory_limit_bytes: args.query_memory_mb << 20,
-                ..Default::default()
-            },
-        )
-        .context("starting the query engine")?;
-        let api = VizierApi::new(Arc::new(engine), store.clone());
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let broker = tokio::spawn(server::serve(listener, api, async {
-            let _ = stop_rx.await;
-        }));
+        let node = query_api::node_name(args.collector.node_name());
+        let api = query_api::store_api(&store, &args.engine, &node)?;
+        let serving = Serving::start(args.listen, api).await?;
+        let addr = serving.addr();
         // On stdout, for scripts and tests that start us on port 0.
         println!("vizier standalone listening on {addr}");
         tracing::info!(%addr, "broker API up; try: kubectl-pixie run px/http_data --addr {addr}");
@@ -64,11 +43,7 @@ pub fn run(args: StandaloneArgs) -> anyhow::Result<()> {
             .run(collect::shutdown_signal(args.duration))
             .await
             .context("collector stopped");
-        let _ = stop_tx.send(());
-        broker
-            .await
-            .context("the broker task panicked")?
-            .context("serving the broker API")?;
+        serving.stop().await?;
         summary
     })?;
     collect::log_summary("standalone", &summary, &store);

@@ -1,0 +1,97 @@
+//! The query API that `standalone`, `pem --listen` and `kelvin` serve (and `broker --listen`
+//! forwards): the engine's flags, and serving an API on an address until told to stop.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use pixie_engine::proto::vizier_service_server::VizierService;
+use pixie_engine::server::{self, VizierApi};
+use pixie_engine::{Engine, EngineConfig, ProcMetadata};
+use pixie_store::TableStore;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Limits of the query engine.
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// Rows returned per output table when a query does not ask for a number.
+    #[arg(long, default_value_t = EngineConfig::default().default_max_rows)]
+    max_rows: usize,
+    /// Memory all running queries may hold together, in MiB; a query that needs more fails.
+    #[arg(long, default_value_t = EngineConfig::default().memory_limit_bytes >> 20)]
+    query_memory_mb: usize,
+}
+
+impl EngineArgs {
+    pub fn config(&self) -> EngineConfig {
+        EngineConfig {
+            default_max_rows: self.max_rows,
+            memory_limit_bytes: self.query_memory_mb << 20,
+            ..Default::default()
+        }
+    }
+}
+
+/// The API over this host's `store`: `df.ctx` from this host's /proc, and `node_name` as the node
+/// of its processes and in `Health`.
+pub fn store_api(
+    store: &TableStore,
+    engine: &EngineArgs,
+    node_name: &str,
+) -> anyhow::Result<VizierApi> {
+    let metadata = ProcMetadata::new().with_node_name(node_name);
+    let engine = Engine::new(store, Arc::new(metadata), engine.config())
+        .context("starting the query engine")?;
+    Ok(VizierApi::new(Arc::new(engine), store.clone()).with_node_name(node_name))
+}
+
+/// This node's name: `given` (the operator sets `PL_NODE_NAME`), else the host name.
+pub fn node_name(given: Option<&str>) -> String {
+    given
+        .map(str::to_owned)
+        .unwrap_or_else(|| host_name(Path::new("/proc")))
+}
+
+fn host_name(proc_root: &Path) -> String {
+    std::fs::read_to_string(proc_root.join("sys/kernel/hostname"))
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// An API being served, until [`Serving::stop`].
+pub struct Serving {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl Serving {
+    /// Binds `listen` and serves `api` on it in the background.
+    pub async fn start(listen: SocketAddr, api: impl VizierService) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
+        let addr = listener.local_addr().context("reading the bound address")?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server::serve(listener, api, async {
+            let _ = stopped.await;
+        }));
+        Ok(Serving { addr, stop, task })
+    }
+
+    /// The bound address (the chosen port when `listen` asked for port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task
+            .await
+            .context("the API task panicked")?
+            .context("serving the query API")
+    }
+}
