@@ -153,9 +153,10 @@ pub fn pem(inputs: &Inputs, settings_hash: &str) -> DaemonSet {
     let request = spec.pem_memory_request.clone().unwrap_or_else(|| limit.clone());
 
     let mut container = common::vizier_container(inputs, Component::Pem, "pem");
-    // The query API over this node's store, for Kelvin.
+    // The query API over this node's store, for Kelvin. Not declared as a container port: on a
+    // host-network pod that becomes a hostPort, and the scheduler would then refuse a second
+    // Vizier's PEMs (as in the test bed, where every test runs its own) instead of letting them run.
     container.args = Some(vec!["--listen".into(), format!("0.0.0.0:{PEM_PORT}")]);
-    container.ports = grpc_port(PEM_PORT);
     let vars = container.env.get_or_insert_with(Vec::new);
     set_env(vars, env_field("PL_NODE_NAME", "spec.nodeName"));
     set_env(vars, env("PL_HOST_PATH", "/host"));
