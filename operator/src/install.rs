@@ -208,11 +208,11 @@ pub fn cluster_rules() -> Vec<PolicyRule> {
                 "deletecollection",
             ],
         ),
-        // Pod and node health decide the conditions; the metadata service is granted reads of
-        // these, endpoints and namespaces too.
-        rule(&[""], &["pods", "nodes", "namespaces", "endpoints"], READ),
-        rule(&["apps"], &["replicasets"], READ),
-        rule(&["discovery.k8s.io"], &["endpointslices"], READ),
+        // Pod and node health decide the conditions; the metadata service is granted list and
+        // watch of pods (and services, covered above) cluster-wide.
+        rule(&[""], &["pods", "nodes"], READ),
+        // Granted to the cloud connector: kube-system's uid is the cluster's id.
+        rule(&[""], &["namespaces"], &["get"]),
         // A default StorageClass decides the metadata backend.
         rule(&["storage.k8s.io"], &["storageclasses"], &["list"]),
         // Events on every reconciled object (kube's Recorder creates, then patches a series).

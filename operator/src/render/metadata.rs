@@ -55,6 +55,7 @@ fn metadata_pod(inputs: &Inputs, store: Vec<k8s_openapi::api::core::v1::EnvVar>,
     for var in store {
         common::set_env(vars, var);
     }
+    container.args = Some(vec!["--listen".into(), format!("0.0.0.0:{PORT}")]);
     container.ports = Some(vec![ContainerPort { name: Some("grpc".into()), container_port: PORT, ..Default::default() }]);
     let mut volumes = vec![common::certs_volume()];
     if let Some((volume, mount)) = extra {

@@ -50,15 +50,9 @@ fn grants(inputs: &Inputs) -> Vec<Grant> {
                 rule(&["coordination.k8s.io"], &["leases"], &["get", "create", "update"]),
                 rule(&[""], &["configmaps"], READ),
             ],
-            // The metadata service mirrors the cluster's objects for `df.ctx[...]`.
-            cluster: Some((
-                "metadata",
-                vec![
-                    rule(&[""], &["pods", "services", "endpoints", "namespaces", "nodes"], READ),
-                    rule(&["apps"], &["replicasets", "deployments", "statefulsets", "daemonsets"], READ),
-                    rule(&["discovery.k8s.io"], &["endpointslices"], READ),
-                ],
-            )),
+            // The metadata service mirrors every Pod and Service (reflectors: list, then watch) for
+            // `df.ctx[...]`; it reads nothing else.
+            cluster: Some(("metadata", vec![rule(&[""], &["pods", "services"], &["list", "watch"])])),
         },
         Grant {
             account: QUERY_BROKER_ACCOUNT,

@@ -211,7 +211,7 @@ fn the_query_path_runs_broker_to_kelvin_to_every_pem() {
     let ns = &inputs.namespace;
     // PEMs serve their store on the node's network; a headless Service finds them all.
     let pem = container(find(&rendered, Kind::DaemonSet, PEM), "pem");
-    assert_eq!(pem["args"], json!(["--listen", "0.0.0.0:50400"]));
+    assert_eq!(pem["args"].as_array().unwrap()[..2], json!(["--listen", "0.0.0.0:50400"]).as_array().unwrap()[..]);
     let service = find(&rendered, Kind::Service, PEM_SERVICE);
     assert_eq!(service["spec"]["clusterIP"], "None");
     assert_eq!(service["spec"]["ports"][0]["port"], 50400);
@@ -345,6 +345,30 @@ fn patches_that_break_an_object_are_refused() {
     assert!(render(&inputs).unwrap_err().contains("must not change /metadata/name"));
     inputs.patches = [("kelvin".to_owned(), json!({"spec": {"replicas": "many"}}))].into();
     assert!(render(&inputs).unwrap_err().contains("not a valid Deployment"));
+}
+
+#[test]
+fn pems_name_their_node_to_the_metadata_service_which_reads_only_pods_and_services() {
+    let inputs = minimal();
+    let ns = &inputs.namespace;
+    let mut persistent = minimal();
+    persistent.backend = crate::validate::MetadataBackend::Persistent;
+    for (rendered, kind) in [(render(&inputs).unwrap(), Kind::Deployment), (render(&persistent).unwrap(), Kind::StatefulSet)] {
+        let metadata = container(find(&rendered, kind, METADATA), "metadata");
+        assert_eq!(metadata["command"], json!(["vizier", "metadata"]));
+        assert_eq!(metadata["args"], json!(["--listen", "0.0.0.0:50400"]));
+        let service = find(&rendered, Kind::Service, METADATA_SERVICE);
+        assert_eq!(service["spec"]["ports"][0]["port"], 50400);
+        let pem = container(find(&rendered, Kind::DaemonSet, PEM), "pem");
+        assert_eq!(
+            pem["args"].as_array().unwrap()[2..],
+            json!(["--metadata-addr", format!("{METADATA_SERVICE}.{ns}.svc:50400")]).as_array().unwrap()[..]
+        );
+        assert_eq!(env_value(pem, "PL_NODE_NAME").unwrap()["fieldRef"]["fieldPath"], "spec.nodeName");
+    }
+    let rendered = render(&inputs).unwrap();
+    let role = find(&rendered, Kind::ClusterRole, "pixie-pl-pixie-metadata");
+    assert_eq!(role["rules"], json!([{"apiGroups": [""], "resources": ["pods", "services"], "verbs": ["list", "watch"]}]));
 }
 
 #[test]

@@ -15,7 +15,10 @@ use pixie_crds::DataAccess;
 
 use super::common::{self, PodShape, env, env_field, env_secret, meta, selector, selector_labels, set_env};
 use super::rbac::{CLOUD_CONNECTOR_ACCOUNT, QUERY_BROKER_ACCOUNT};
-use super::{CLOUD_CONNECTOR, Component, KELVIN, KELVIN_SERVICE, PEM, PEM_SERVICE, QUERY_BROKER, QUERY_BROKER_SERVICE};
+use super::{
+    CLOUD_CONNECTOR, Component, KELVIN, KELVIN_SERVICE, METADATA_SERVICE, PEM, PEM_SERVICE, QUERY_BROKER,
+    QUERY_BROKER_SERVICE, metadata,
+};
 use crate::quantity;
 use crate::validate::Inputs;
 
@@ -156,7 +159,13 @@ pub fn pem(inputs: &Inputs, settings_hash: &str) -> DaemonSet {
     // The query API over this node's store, for Kelvin. Not declared as a container port: on a
     // host-network pod that becomes a hostPort, and the scheduler would then refuse a second
     // Vizier's PEMs (as in the test bed, where every test runs its own) instead of letting them run.
-    container.args = Some(vec!["--listen".into(), format!("0.0.0.0:{PEM_PORT}")]);
+    // The metadata service names the pods of this node's processes (PL_NODE_NAME says which node).
+    container.args = Some(vec![
+        "--listen".into(),
+        format!("0.0.0.0:{PEM_PORT}"),
+        "--metadata-addr".into(),
+        service_addr(inputs, METADATA_SERVICE, metadata::PORT),
+    ]);
     let vars = container.env.get_or_insert_with(Vec::new);
     set_env(vars, env_field("PL_NODE_NAME", "spec.nodeName"));
     set_env(vars, env("PL_HOST_PATH", "/host"));

@@ -117,8 +117,8 @@ impl MetadataResolver for ProcMetadata {
 }
 
 /// Field 22 of `/proc/<pid>/stat`. The command name (field 2) may hold spaces and parentheses, so
-/// fields are counted from the last `)`.
-fn start_time_ticks(stat: &str) -> Option<u64> {
+/// fields are counted from the last `)`. A upid carries it, so it tells a reused pid from the process.
+pub fn start_time_ticks(stat: &str) -> Option<u64> {
     let after_comm = &stat[stat.rfind(')')? + 1..];
     // Fields 3, 4, ... follow; field 22 is the 20th of them.
     after_comm.split_whitespace().nth(19)?.parse().ok()

@@ -2,12 +2,14 @@
 //! socket tracer, process stats) into the in-memory table store and, with `--listen`, serves the
 //! query API over it; `kelvin` runs PxL over every PEM's store (each scan asks all PEMs, the rest of
 //! the plan runs in Kelvin); `broker` runs a Vizier's CronScripts and, with `--kelvin-addr`, is the
-//! clients' query API, forwarding to Kelvin; `standalone` is collector, store, engine and API in
-//! one process, with no cluster.
+//! clients' query API, forwarding to Kelvin; `metadata` serves each node's pods and their Services
+//! (what `pem --metadata-addr` names processes' pods from); `standalone` is collector, store, engine
+//! and API in one process, with no cluster.
 
 mod broker;
 mod collect;
 mod kelvin;
+mod metadata;
 mod pem;
 mod print;
 mod query_api;
@@ -30,6 +32,8 @@ enum Command {
     Pem(pem::PemArgs),
     /// Run PxL over every PEM's store (the query engine of a multi-node Vizier).
     Kelvin(kelvin::KelvinArgs),
+    /// Watch the cluster's Pods and Services and serve each node's pods to its PEM.
+    Metadata(metadata::MetadataArgs),
     /// Collector, table store, PxL engine and broker API in one process on this host (needs root).
     Standalone(standalone::StandaloneArgs),
     /// Run a Vizier's CronScripts on schedule and deliver their results to DataExports; forward
@@ -48,6 +52,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Pem(args) => pem::run(args),
         Command::Kelvin(args) => kelvin::run(args),
+        Command::Metadata(args) => metadata::run(args),
         Command::Standalone(args) => standalone::run(args),
         Command::Broker(args) => broker::run(args),
     }

@@ -12,7 +12,7 @@ use pixie_store::tables::{self, conn_stats, http_events, process_stats};
 
 use crate::collect::{self, CollectorArgs, parse_duration};
 use crate::print;
-use crate::query_api::{self, EngineArgs, Serving};
+use crate::query_api::{self, EngineArgs, MetadataArgs, Serving};
 
 #[derive(Debug, Args)]
 pub struct PemArgs {
@@ -31,6 +31,8 @@ pub struct PemArgs {
     listen: Option<SocketAddr>,
     #[command(flatten)]
     engine: EngineArgs,
+    #[command(flatten)]
+    metadata: MetadataArgs,
     #[command(flatten)]
     collector: CollectorArgs,
 }
@@ -58,7 +60,7 @@ pub fn run(mut args: PemArgs) -> anyhow::Result<()> {
         let mut collector = collect::start_collector(&args.collector, &store)?;
         let serving = match args.listen {
             Some(listen) => {
-                let api = query_api::store_api(&store, &args.engine, &node)?;
+                let api = query_api::store_api(&store, &args.engine, &args.metadata, &node)?;
                 let serving = Serving::start(listen, api).await?;
                 // On stdout, for scripts and tests that start us on port 0.
                 println!("vizier pem listening on {}", serving.addr());

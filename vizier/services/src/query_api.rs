@@ -10,6 +10,8 @@ use clap::Args;
 use pixie_engine::proto::vizier_service_server::VizierService;
 use pixie_engine::server::{self, VizierApi};
 use pixie_engine::{Engine, EngineConfig, ProcMetadata};
+use pixie_metadata::K8sMetadata;
+use pixie_pxl::MetadataResolver;
 use pixie_store::TableStore;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -35,15 +37,35 @@ impl EngineArgs {
     }
 }
 
-/// The API over this host's `store`: `df.ctx` from this host's /proc, and `node_name` as the node
-/// of its processes and in `Health`.
+/// Where `df.ctx[...]` of this host's processes comes from.
+#[derive(Debug, Args)]
+pub struct MetadataArgs {
+    /// The metadata service (`vizier metadata`), HOST:PORT: this node's processes then resolve to
+    /// their pods, namespaces, containers and services. Without it only /proc is read.
+    #[arg(long, value_name = "HOST:PORT", env = "PL_METADATA_ADDR")]
+    metadata_addr: Option<String>,
+}
+
+impl MetadataArgs {
+    /// The resolver for processes on `node_name`; call inside the runtime (it refreshes the node's
+    /// pods in the background).
+    fn resolver(&self, node_name: &str) -> anyhow::Result<Arc<dyn MetadataResolver>> {
+        Ok(match &self.metadata_addr {
+            Some(addr) => Arc::new(K8sMetadata::connect(addr, node_name)?),
+            None => Arc::new(ProcMetadata::new().with_node_name(node_name)),
+        })
+    }
+}
+
+/// The API over this host's `store`: `df.ctx` from `metadata`, and `node_name` as the node of its
+/// processes and in `Health`.
 pub fn store_api(
     store: &TableStore,
     engine: &EngineArgs,
+    metadata: &MetadataArgs,
     node_name: &str,
 ) -> anyhow::Result<VizierApi> {
-    let metadata = ProcMetadata::new().with_node_name(node_name);
-    let engine = Engine::new(store, Arc::new(metadata), engine.config())
+    let engine = Engine::new(store, metadata.resolver(node_name)?, engine.config())
         .context("starting the query engine")?;
     Ok(VizierApi::new(Arc::new(engine), store.clone()).with_node_name(node_name))
 }
@@ -93,5 +115,31 @@ impl Serving {
             .await
             .context("the API task panicked")?
             .context("serving the query API")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        metadata: MetadataArgs,
+    }
+
+    #[tokio::test]
+    async fn a_metadata_address_selects_the_kubernetes_resolver() {
+        let k8s =
+            Cli::try_parse_from(["pem", "--metadata-addr", "vizier-metadata-svc.pl.svc:50400"])
+                .unwrap();
+        let resolver = format!("{:?}", k8s.metadata.resolver("node-a").unwrap());
+        assert!(resolver.starts_with("K8sMetadata"), "{resolver}");
+        assert!(resolver.contains("node-a"), "{resolver}");
+        let local = Cli::try_parse_from(["pem"]).unwrap();
+        let resolver = format!("{:?}", local.metadata.resolver("node-a").unwrap());
+        assert!(resolver.starts_with("ProcMetadata"), "{resolver}");
     }
 }

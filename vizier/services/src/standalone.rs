@@ -10,7 +10,7 @@ use clap::Args;
 use pixie_engine::server;
 
 use crate::collect::{self, CollectorArgs, parse_duration};
-use crate::query_api::{self, EngineArgs, Serving};
+use crate::query_api::{self, EngineArgs, MetadataArgs, Serving};
 
 #[derive(Debug, Args)]
 pub struct StandaloneArgs {
@@ -19,6 +19,8 @@ pub struct StandaloneArgs {
     listen: SocketAddr,
     #[command(flatten)]
     engine: EngineArgs,
+    #[command(flatten)]
+    metadata: MetadataArgs,
     /// Stop after this long (e.g. 30s, 2m); runs until Ctrl-C or SIGTERM otherwise.
     #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
@@ -32,7 +34,7 @@ pub fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         // Attach first: a Vizier that cannot collect must not look healthy.
         let collector = collect::start_collector(&args.collector, &store)?;
         let node = query_api::node_name(args.collector.node_name());
-        let api = query_api::store_api(&store, &args.engine, &node)?;
+        let api = query_api::store_api(&store, &args.engine, &args.metadata, &node)?;
         let serving = Serving::start(args.listen, api).await?;
         let addr = serving.addr();
         // On stdout, for scripts and tests that start us on port 0.

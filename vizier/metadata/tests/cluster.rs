@@ -1,0 +1,363 @@
+//! The metadata service against a real control plane: pods on a kwok node come back from `ListPods`
+//! with their Services, leave when deleted, and a PEM's `K8sMetadata` names a process's pod from its
+//! cgroup.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use pixie_metadata::proto::metadata_client::MetadataClient;
+use pixie_metadata::proto::{self, ListPodsRequest};
+use pixie_metadata::{K8sMetadata, MetadataService, serve};
+use pixie_pxl::{MetadataField, MetadataResolver};
+use pixie_tests::{TestCluster, eventually};
+use tokio::net::TcpListener;
+use tonic::transport::Channel;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn start_service(client: kube::Client) -> (MetadataService, SocketAddr) {
+    let service = MetadataService::watch(client);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve(listener, service.clone(), std::future::pending()));
+    (service, addr)
+}
+
+async fn api_client(addr: SocketAddr) -> MetadataClient<Channel> {
+    MetadataClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap()
+}
+
+fn pod(name: &str, node: &str, labels: &[(&str, &str)], containers: &[&str]) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {
+            "name": name,
+            "labels": labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+        },
+        "spec": {
+            "nodeName": node,
+            "tolerations": [{ "operator": "Exists" }],
+            "containers": containers.iter().map(|c| serde_json::json!({ "name": c, "image": "busybox" })).collect::<Vec<_>>(),
+        },
+    }))
+    .unwrap()
+}
+
+fn service(name: &str, selector: &[(&str, &str)]) -> Service {
+    serde_json::from_value(serde_json::json!({
+        "metadata": { "name": name },
+        "spec": {
+            "selector": selector.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+            "ports": [{ "port": 80 }],
+        },
+    }))
+    .unwrap()
+}
+
+/// kwok runs no containers, so it reports none of their IDs: give each running container one, as a
+/// kubelet would (`containerd://` + 64 hex digits, made unique from the pod's UID).
+async fn set_container_ids(pods: &Api<Pod>, name: &str) -> BTreeMap<String, String> {
+    eventually(
+        &format!("pod {name} running with container IDs"),
+        WAIT,
+        || async {
+            let mut pod = pods.get(name).await.map_err(|e| e.to_string())?;
+            let uid = pod
+                .metadata
+                .uid
+                .clone()
+                .unwrap_or_default()
+                .replace('-', "");
+            let statuses = pod
+                .status
+                .as_mut()
+                .and_then(|s| s.container_statuses.as_mut())
+                .ok_or("no container statuses yet")?;
+            let mut ids = BTreeMap::new();
+            for (i, status) in statuses.iter_mut().enumerate() {
+                let id = format!("{uid}{i:032x}");
+                status.container_id = Some(format!("containerd://{id}"));
+                ids.insert(status.name.clone(), id);
+            }
+            pods.replace_status(name, &PostParams::default(), &pod)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(ids)
+        },
+    )
+    .await
+}
+
+async fn pods_of(
+    client: &mut MetadataClient<Channel>,
+    node: &str,
+    ns: &str,
+) -> Result<Vec<proto::Pod>, String> {
+    let response = client
+        .list_pods(ListPodsRequest {
+            node_name: node.to_owned(),
+        })
+        .await
+        .map_err(|s| s.to_string())?;
+    let mut pods: Vec<_> = response
+        .into_inner()
+        .pods
+        .into_iter()
+        .filter(|p| p.namespace == ns)
+        .collect();
+    pods.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(pods)
+}
+
+fn stat_line(pid: u32, start: u64) -> String {
+    let mut fields = vec!["S".to_owned()];
+    fields.extend((4..=21).map(|_| "0".to_owned()));
+    fields.push(start.to_string());
+    format!("{pid} (nginx) {} 0 0\n", fields.join(" "))
+}
+
+#[tokio::test]
+async fn node_pods_come_with_their_services_and_resolve_processes_to_pods() {
+    let cluster = TestCluster::shared();
+    let client = cluster.client().await;
+    let ns = cluster.fresh_namespace(&client, "metadata").await;
+    let nodes = Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    let mut node_names: Vec<String> = nodes
+        .items
+        .iter()
+        .filter_map(|n| n.metadata.name.clone())
+        .collect();
+    node_names.sort();
+    let (node, other_node) = (node_names[0].clone(), node_names[1].clone());
+
+    let (_service, addr) = start_service(client.clone()).await;
+    let mut api = api_client(addr).await;
+    eventually("metadata service synced", WAIT, || {
+        let mut api = api.clone();
+        async move {
+            api.health(proto::HealthRequest {})
+                .await
+                .map(|_| ())
+                .map_err(|s| s.to_string())
+        }
+    })
+    .await;
+    let empty = api
+        .list_pods(ListPodsRequest {
+            node_name: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(empty.code(), tonic::Code::InvalidArgument);
+    assert!(empty.message().contains("node_name"), "{}", empty.message());
+
+    let services = Api::<Service>::namespaced(client.clone(), &ns);
+    services
+        .create(&PostParams::default(), &service("web", &[("app", "web")]))
+        .await
+        .unwrap();
+    services
+        .create(
+            &PostParams::default(),
+            &service("shop", &[("tier", "shop")]),
+        )
+        .await
+        .unwrap();
+    services
+        .create(&PostParams::default(), &service("db", &[("app", "db")]))
+        .await
+        .unwrap();
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    let web = pod(
+        "web-0",
+        &node,
+        &[("app", "web"), ("tier", "shop")],
+        &["nginx", "sidecar"],
+    );
+    pods.create(&PostParams::default(), &web).await.unwrap();
+    pods.create(
+        &PostParams::default(),
+        &pod("db-0", &node, &[("app", "db")], &["postgres"]),
+    )
+    .await
+    .unwrap();
+    pods.create(
+        &PostParams::default(),
+        &pod("elsewhere", &other_node, &[("app", "web")], &["nginx"]),
+    )
+    .await
+    .unwrap();
+    let web_ids = set_container_ids(&pods, "web-0").await;
+
+    let listed = eventually(
+        "web-0 and db-0 listed on their node with container IDs",
+        WAIT,
+        || {
+            let mut api = api.clone();
+            let (node, ns, nginx) = (node.clone(), ns.clone(), web_ids["nginx"].clone());
+            async move {
+                let pods = pods_of(&mut api, &node, &ns).await?;
+                let names: Vec<_> = pods.iter().map(|p| p.name.as_str()).collect();
+                let has_id = pods
+                    .iter()
+                    .any(|p| p.containers.iter().any(|c| c.id == nginx));
+                if names == ["db-0", "web-0"] && has_id {
+                    Ok(pods)
+                } else {
+                    Err(format!("{pods:?}"))
+                }
+            }
+        },
+    )
+    .await;
+    let (db, web) = (&listed[0], &listed[1]);
+    assert_eq!(web.services, [format!("{ns}/shop"), format!("{ns}/web")]);
+    assert_eq!(db.services, [format!("{ns}/db")]);
+    assert_eq!(web.node_name, node);
+    assert!(!web.uid.is_empty());
+    let containers: BTreeMap<_, _> = web
+        .containers
+        .iter()
+        .map(|c| (c.name.clone(), c.id.clone()))
+        .collect();
+    assert_eq!(containers, web_ids);
+    let elsewhere = pods_of(&mut api, &other_node, &ns).await.unwrap();
+    assert_eq!(
+        elsewhere
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>(),
+        ["elsewhere"]
+    );
+
+    // A PEM on `node`: one process runs in web-0's nginx container, one on the host.
+    let proc_root = tempfile::tempdir().unwrap();
+    let nginx_id = &web_ids["nginx"];
+    for (pid, cgroup) in [
+        (
+            4242,
+            format!(
+                "0::/kubepods.slice/kubepods-besteffort.slice/cri-containerd-{nginx_id}.scope\n"
+            ),
+        ),
+        (17, "0::/system.slice/sshd.service\n".to_owned()),
+    ] {
+        let dir = proc_root.path().join(pid.to_string());
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("stat"), stat_line(pid, 777)).unwrap();
+        std::fs::write(dir.join("cgroup"), cgroup).unwrap();
+        std::fs::write(dir.join("cmdline"), b"nginx\0-g\0daemon off;\0").unwrap();
+    }
+    let meta = K8sMetadata::connect_with_proc_root(
+        &addr.to_string(),
+        &node,
+        proc_root.path(),
+        Duration::from_millis(200),
+    )
+    .unwrap();
+    let upid = "0:4242:777";
+    eventually("the nginx process resolves to web-0", WAIT, || {
+        let got = meta.resolve(upid, MetadataField::Pod);
+        let want = format!("{ns}/web-0");
+        async move {
+            if got.as_deref() == Some(want.as_str()) {
+                Ok(())
+            } else {
+                Err(format!("{got:?}"))
+            }
+        }
+    })
+    .await;
+    let field = |upid: &str, f| meta.resolve(upid, f);
+    assert_eq!(
+        field(upid, MetadataField::Service),
+        Some(format!(r#"["{ns}/shop","{ns}/web"]"#))
+    );
+    assert_eq!(field(upid, MetadataField::Namespace), Some(ns.clone()));
+    assert_eq!(
+        field(upid, MetadataField::Container).as_deref(),
+        Some("nginx")
+    );
+    assert_eq!(field(upid, MetadataField::Node), Some(node.clone()));
+    assert_eq!(field(upid, MetadataField::Pid).as_deref(), Some("4242"));
+    assert_eq!(
+        field(upid, MetadataField::Cmdline).as_deref(),
+        Some("nginx -g daemon off;")
+    );
+    // The host process, and a reused pid (other start time), have no pod.
+    assert_eq!(field("0:17:777", MetadataField::Pod), None);
+    assert_eq!(field("0:17:777", MetadataField::Node), Some(node.clone()));
+    assert_eq!(field("0:4242:778", MetadataField::Pod), None);
+
+    // Deleted pods leave the list, and their processes' pod with them.
+    pods.delete("web-0", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    eventually(
+        "web-0 gone from the list and from the resolver",
+        WAIT,
+        || {
+            let mut api = api.clone();
+            let (node, ns) = (node.clone(), ns.clone());
+            let resolved = meta.resolve(upid, MetadataField::Pod);
+            async move {
+                let names: Vec<_> = pods_of(&mut api, &node, &ns)
+                    .await?
+                    .into_iter()
+                    .map(|p| p.name)
+                    .collect();
+                if names == ["db-0"] && resolved.is_none() {
+                    Ok(())
+                } else {
+                    Err(format!("{names:?} {resolved:?}"))
+                }
+            }
+        },
+    )
+    .await;
+    let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(client)
+        .delete(&ns, &DeleteParams::default())
+        .await;
+}
+
+#[tokio::test]
+async fn an_unreachable_api_server_keeps_the_service_unready_and_says_why() {
+    // Nothing listens on a port just released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap());
+    let (service, addr) = start_service(kube::Client::try_from(config).unwrap()).await;
+    let mut api = api_client(addr).await;
+    let status = eventually("Health names the watch failure", WAIT, || {
+        let mut api = api.clone();
+        async move {
+            match api.health(proto::HealthRequest {}).await {
+                Err(s) if s.message().contains("watching") => Ok(s),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await;
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    // The reason goes down to the refused connection.
+    assert!(status.message().contains("not in"), "{}", status.message());
+    assert!(status.message().contains("onnect"), "{}", status.message());
+    let listed = api
+        .list_pods(ListPodsRequest {
+            node_name: "node-a".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(listed.code(), tonic::Code::Unavailable);
+    assert!(!service.is_synced());
+}
