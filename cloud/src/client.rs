@@ -1,10 +1,11 @@
-//! Asking an artifact tracker for the latest release, as Pixie's operator does (`GetArtifactList`
-//! with limit 1 and the container-set YAMLs type): TLS with the system's roots by default, a
-//! private CA when given one, plaintext only when asked.
+//! Dialing the cloud (TLS with the system's roots by default, a private CA when given one,
+//! plaintext only when asked), and asking its artifact tracker for the latest release, as Pixie's
+//! operator does (`GetArtifactList` with limit 1 and the container-set YAMLs type). The cloud
+//! connector dials the Vizier registry through [`connect`].
 
 use std::time::Duration;
 
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::proto::artifact_tracker_client::ArtifactTrackerClient;
 use crate::proto::{Artifact, ArtifactType, GetArtifactListRequest};
@@ -44,8 +45,12 @@ pub enum ClientError {
     Address(String),
     #[error("connecting: {0}")]
     Connect(String),
-    #[error("GetArtifactList failed: {code:?}: {message}")]
-    Rpc { code: tonic::Code, message: String },
+    #[error("{call} failed: {code:?}: {message}")]
+    Rpc {
+        call: &'static str,
+        code: tonic::Code,
+        message: String,
+    },
     #[error("no {0} release is published")]
     NoRelease(String),
     #[error("timed out after {0:?}")]
@@ -101,18 +106,24 @@ fn endpoint(addr: &str, settings: &ClientSettings) -> Result<Endpoint, ClientErr
         .map_err(|e| ClientError::Connect(chain(&e)))
 }
 
+/// A channel to the cloud at `addr` (`host:port`), trusted as `settings` say; every call on it
+/// times out after `settings.timeout`.
+pub async fn connect(addr: &str, settings: &ClientSettings) -> Result<Channel, ClientError> {
+    let endpoint = endpoint(addr, settings)?;
+    tokio::time::timeout(settings.connect_timeout, endpoint.connect())
+        .await
+        .map_err(|_| ClientError::Timeout(settings.connect_timeout))?
+        .map_err(|e| ClientError::Connect(chain(&e)))
+}
+
 /// The newest non-pre-release of `artifact` that ships its container-set YAMLs.
 pub async fn latest_release(
     addr: &str,
     artifact: &str,
     settings: &ClientSettings,
 ) -> Result<Artifact, ClientError> {
-    let endpoint = endpoint(addr, settings)?;
     let call = async {
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| ClientError::Connect(chain(&e)))?;
+        let channel = connect(addr, settings).await?;
         let request = GetArtifactListRequest {
             artifact_name: artifact.to_owned(),
             artifact_type: ArtifactType::AtContainerSetYamls as i32,
@@ -123,6 +134,7 @@ pub async fn latest_release(
             .get_artifact_list(request)
             .await
             .map_err(|status| ClientError::Rpc {
+                call: "GetArtifactList",
                 code: status.code(),
                 message: status.message().to_owned(),
             })?

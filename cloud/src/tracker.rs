@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status};
 use crate::catalog::{self, Catalog, CatalogError, Query, QueryError};
 use crate::proto::artifact_tracker_server::{ArtifactTracker, ArtifactTrackerServer};
 use crate::proto::{ArtifactSet, GetArtifactListRequest};
+use crate::registry::RegistryService;
 
 /// The catalog being served. Cheap to clone; every clone sees a reload.
 #[derive(Clone, Debug, Default)]
@@ -164,6 +165,18 @@ pub async fn serve(
     cert: Option<ServerCert>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
+    serve_cloud(listener, versions, None, cert, shutdown).await
+}
+
+/// Serves the tracker and, when given, the Vizier registry on one `listener` until `shutdown`:
+/// TLS with `cert`, plaintext without.
+pub async fn serve_cloud(
+    listener: TcpListener,
+    versions: Versions,
+    registry: Option<RegistryService>,
+    cert: Option<ServerCert>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
     let mut builder = tonic::transport::Server::builder();
     if let Some(cert) = cert {
         builder = builder.tls_config(
@@ -172,6 +185,7 @@ pub async fn serve(
     }
     builder
         .add_service(TrackerService::new(versions).into_server())
+        .add_optional_service(registry.map(RegistryService::into_server))
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
         .await
 }

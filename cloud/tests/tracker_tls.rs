@@ -127,7 +127,7 @@ async fn plaintext_serves_plaintext_clients_and_unknown_artifacts_are_not_found(
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, ClientError::Rpc { code: tonic::Code::NotFound, message } if message.contains("operator")),
+        matches!(&err, ClientError::Rpc { code: tonic::Code::NotFound, message, .. } if message.contains("operator")),
         "{err}"
     );
     tracker.stop().await;

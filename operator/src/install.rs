@@ -176,7 +176,7 @@ pub fn cluster_rules() -> Vec<PolicyRule> {
             MANAGE,
         ),
         // Generated secrets are created, user secrets (deploy key, export credentials) read; the
-        // cloud connector is granted update on pl-cluster-secrets.
+        // cloud connector is granted get and patch on pl-cluster-secrets.
         rule(
             &[""],
             &["secrets"],
@@ -217,8 +217,8 @@ pub fn cluster_rules() -> Vec<PolicyRule> {
         rule(&["storage.k8s.io"], &["storageclasses"], &["list"]),
         // Events on every reconciled object (kube's Recorder creates, then patches a series).
         rule(&["events.k8s.io"], &["events"], &["create", "patch"]),
-        // Granted to the metadata service, the query broker and the cloud connector for their own
-        // leader election, in the Vizier's namespace. The operator's own Lease does not rely on
+        // Granted to the metadata service and the query broker for their own leader election, in
+        // the Vizier's namespace. The operator's own Lease does not rely on
         // this rule but on leader_election_rules(), which stays when the grants change.
         rule(
             &["coordination.k8s.io"],

@@ -1,5 +1,7 @@
 //! `artifact-tracker`: serves Pixie Cloud's `ArtifactTracker.GetArtifactList` from a YAML versions
-//! file (see `pixie_cloud::catalog` for its format), reloaded on SIGHUP or when it changes.
+//! file (see `pixie_cloud::catalog` for its format), reloaded on SIGHUP or when it changes; with
+//! `--deploy-keys`, also the Vizier registry (`px.cloud.v1.VizierRegistry`) on the same port, for
+//! cloud connectors to register and heartbeat (in memory: a restart forgets the clusters).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
+use pixie_cloud::registry::{self, RegistryService};
 use pixie_cloud::tracker::{self, ServerCert, Versions};
 use tracing_subscriber::EnvFilter;
 
@@ -26,6 +29,10 @@ struct Args {
     /// How often the versions file is checked for changes (SIGHUP reloads at once).
     #[arg(long, default_value = "2s", value_parser = parse_seconds)]
     poll: Duration,
+    /// YAML (or JSON) list of the deploy keys Viziers may register with (`- key: px-dep-...`,
+    /// optional `org:`); enables the Vizier registry. Read once at start.
+    #[arg(long)]
+    deploy_keys: Option<PathBuf>,
     /// PEM certificate chain to serve TLS with (with --tls-key); plaintext without both.
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -75,6 +82,14 @@ async fn main() -> anyhow::Result<()> {
         (None, None) => None,
         _ => bail!("--tls-cert and --tls-key go together"),
     };
+    let registry = match &args.deploy_keys {
+        Some(path) => {
+            let keys = registry::load_keys(path)?;
+            tracing::info!(path = %path.display(), keys = keys.len(), "deploy keys loaded; serving the Vizier registry");
+            Some(RegistryService::new(keys))
+        }
+        None => None,
+    };
     let versions = Versions::new(catalog);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -94,7 +109,7 @@ async fn main() -> anyhow::Result<()> {
             }
         },
     ));
-    let served = tracker::serve(listener, versions, cert, shutdown_signal()).await;
+    let served = tracker::serve_cloud(listener, versions, registry, cert, shutdown_signal()).await;
     let _ = stop.send(true);
     let _ = follower.await;
     served.context("serving gRPC")

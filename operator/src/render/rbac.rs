@@ -63,19 +63,17 @@ fn grants(inputs: &Inputs) -> Vec<Grant> {
         },
     ];
     if inputs.cloud_enabled() {
-        let (deploy_secret, _) = inputs.deploy_key_secret();
         grants.push(Grant {
             account: CLOUD_CONNECTOR_ACCOUNT,
             component: Component::CloudConnector,
             role: "pl-cloud-connector-role",
+            // What `vizier connector` calls: registration applies the cluster id to
+            // pl-cluster-secrets (server-side apply is a patch) once the Secret exists, and each
+            // heartbeat reads the Vizier's phase. The deploy key reaches it as an environment
+            // variable (the kubelet reads that Secret, not the pod).
             rules: vec![
-                named(rule(&[""], &["secrets"], &["get"]), &[CLUSTER_SECRETS, deploy_secret.as_str()]),
-                // Registration writes the cluster id into pl-cluster-secrets.
-                named(rule(&[""], &["secrets"], &["update", "patch"]), &[CLUSTER_SECRETS]),
-                rule(&[""], &["configmaps", "pods", "services"], READ),
-                rule(&["coordination.k8s.io"], &["leases"], &["get", "create", "update"]),
-                rule(&["events.k8s.io"], &["events"], &["create"]),
-                rule(&["px.dev"], &["viziers"], READ),
+                named(rule(&[""], &["secrets"], &["get", "patch"]), &[CLUSTER_SECRETS]),
+                named(rule(&["px.dev"], &["viziers"], &["get"]), &[inputs.name.as_str()]),
             ],
             // The kube-system namespace uid is the cluster's id; node count is reported to the cloud.
             cluster: Some((

@@ -313,6 +313,19 @@ fn the_cloud_connector_exists_only_with_a_cloud() {
     let rendered = render(&production).unwrap();
     let connector = container(find(&rendered, Kind::Deployment, CLOUD_CONNECTOR), "cloud-connector");
     assert_eq!(env_value(connector, "PL_DEPLOY_KEY").unwrap()["secretKeyRef"]["name"], "pixie-deploy-key");
+    // What `vizier connector` needs beyond the settings ConfigMap (PL_CLOUD_ADDR, PL_CLUSTER_NAME).
+    assert_eq!(connector["args"], json!(["--vizier", production.name]));
+    assert_eq!(env_value(connector, "POD_NAMESPACE").unwrap()["fieldRef"]["fieldPath"], "metadata.namespace");
+    let settings = find(&rendered, Kind::ConfigMap, SETTINGS);
+    assert!(settings["data"]["PL_CLOUD_ADDR"].is_string(), "{settings}");
+    // Exactly what it calls (the connector test runs it under these grants).
+    assert_eq!(
+        find(&rendered, Kind::Role, "pl-cloud-connector-role")["rules"],
+        json!([
+            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["pl-cluster-secrets"], "verbs": ["get", "patch"]},
+            {"apiGroups": ["px.dev"], "resources": ["viziers"], "resourceNames": [production.name], "verbs": ["get"]},
+        ])
+    );
 
     let minimal = minimal();
     assert!(!has(&minimal, Kind::Deployment, CLOUD_CONNECTOR));

@@ -254,7 +254,12 @@ pub fn pem(inputs: &Inputs, settings_hash: &str) -> DaemonSet {
 pub fn cloud_connector(inputs: &Inputs, settings_hash: &str) -> Deployment {
     let (secret, key) = inputs.deploy_key_secret();
     let mut container = common::vizier_container(inputs, Component::CloudConnector, "connector");
-    set_env(container.env.get_or_insert_with(Vec::new), env_secret("PL_DEPLOY_KEY", &secret, key));
+    // The cloud address (PL_CLOUD_ADDR) and cluster name (PL_CLUSTER_NAME) come from the settings.
+    container.args = Some(vec!["--vizier".into(), inputs.name.clone()]);
+    let vars = container.env.get_or_insert_with(Vec::new);
+    set_env(vars, env_secret("PL_DEPLOY_KEY", &secret, key));
+    // Where the Vizier and pl-cluster-secrets are.
+    set_env(vars, env_field("POD_NAMESPACE", "metadata.namespace"));
     container.ports = grpc_port(CLOUD_CONNECTOR_PORT);
     let pod = PodSpec {
         containers: vec![container],

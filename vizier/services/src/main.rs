@@ -3,11 +3,13 @@
 //! query API over it; `kelvin` runs PxL over every PEM's store (each scan asks all PEMs, the rest of
 //! the plan runs in Kelvin); `broker` runs a Vizier's CronScripts and, with `--kelvin-addr`, is the
 //! clients' query API, forwarding to Kelvin; `metadata` serves each node's pods and their Services
-//! (what `pem --metadata-addr` names processes' pods from); `standalone` is collector, store, engine
-//! and API in one process, with no cluster.
+//! (what `pem --metadata-addr` names processes' pods from); `connector` registers the cluster with
+//! Pixie Cloud and sends it heartbeats; `standalone` is collector, store, engine and API in one
+//! process, with no cluster.
 
 mod broker;
 mod collect;
+mod connector;
 mod kelvin;
 mod metadata;
 mod pem;
@@ -39,6 +41,9 @@ enum Command {
     /// Run a Vizier's CronScripts on schedule and deliver their results to DataExports; forward
     /// clients' queries to Kelvin.
     Broker(broker::BrokerArgs),
+    /// Register the cluster with the cloud (deploy key in PL_DEPLOY_KEY), record its cluster id in
+    /// pl-cluster-secrets and send heartbeats.
+    Connector(connector::ConnectorArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -55,5 +60,6 @@ fn main() -> anyhow::Result<()> {
         Command::Metadata(args) => metadata::run(args),
         Command::Standalone(args) => standalone::run(args),
         Command::Broker(args) => broker::run(args),
+        Command::Connector(args) => connector::run(args),
     }
 }
