@@ -6,7 +6,6 @@ use std::time::Duration;
 use pixie_cloud::catalog;
 use pixie_cloud::client::ClientError;
 use pixie_cloud::{ClientSettings, ServerCert, Trust, Versions, latest_release, serve};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use tokio::sync::oneshot;
 
 const RELEASES: &str = "
@@ -19,26 +18,10 @@ const RELEASES: &str = "
   timestamp: 2025-02-01T00:00:00Z
 ";
 
-/// A CA and a server certificate for localhost signed by it: (CA PEM, server cert).
+/// The cloud's TLS: (CA PEM, server certificate for localhost).
 fn private_ca() -> (String, ServerCert) {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "tracker test CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
-    (
-        ca.pem(),
-        ServerCert {
-            cert_pem: server.pem().into_bytes(),
-            key_pem: key.serialize_pem().into_bytes(),
-        },
-    )
+    let pki = pixie_tests::private_ca(&["localhost"]);
+    (pki.ca_pem, ServerCert { cert_pem: pki.cert_pem.into_bytes(), key_pem: pki.key_pem.into_bytes() })
 }
 
 struct Running {

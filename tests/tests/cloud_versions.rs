@@ -16,7 +16,6 @@ use pixie_crds::Vizier;
 use pixie_operator::version::CloudSettings;
 use pixie_operator::{ApiWriteLayer, Metrics, Settings};
 use pixie_tests::TestCluster;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use serde_json::json;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -38,15 +37,10 @@ const NEWER: &str = "
   changelog: A newer release.
 ";
 
-/// A private CA and a server certificate for localhost signed by it: (CA PEM, server cert).
+/// The cloud's TLS: (CA PEM, server certificate for localhost).
 fn private_ca() -> (String, ServerCert) {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.distinguished_name.push(DnType::CommonName, "pixie test cloud CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["localhost".to_owned()]).unwrap().signed_by(&key, &ca).unwrap();
-    (ca.pem(), ServerCert { cert_pem: server.pem().into_bytes(), key_pem: key.serialize_pem().into_bytes() })
+    let pki = pixie_tests::private_ca(&["localhost"]);
+    (pki.ca_pem, ServerCert { cert_pem: pki.cert_pem.into_bytes(), key_pem: pki.key_pem.into_bytes() })
 }
 
 /// The artifact tracker, serving and following its versions file in this process.

@@ -566,22 +566,14 @@ async fn an_unreachable_collector_fills_the_queue_drops_the_oldest_and_gets_the_
 }
 
 fn server_tls(dir: &Path) -> ServerTls {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["otel.test".to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
+    let pki = pixie_tests::private_ca(&["otel.test"]);
     let tls = ServerTls {
         cert: dir.join("server.crt"),
         key: dir.join("server.key"),
-        ca_pem: ca.pem(),
+        ca_pem: pki.ca_pem,
     };
-    fs::write(&tls.cert, cert.pem()).unwrap();
-    fs::write(&tls.key, key.serialize_pem()).unwrap();
+    fs::write(&tls.cert, pki.cert_pem).unwrap();
+    fs::write(&tls.key, pki.key_pem).unwrap();
     tls
 }
 

@@ -23,7 +23,6 @@ use pixie_operator::render::rbac::CLOUD_CONNECTOR_ACCOUNT;
 use pixie_operator::resources::Kind;
 use pixie_operator::validate::{BackendFacts, Outcome, validate};
 use pixie_tests::{TestCluster, eventually};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use serde_json::json;
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
@@ -32,26 +31,10 @@ const GOOD_KEY: &str = "px-dep-6f1d2c3b-0000-4000-8000-000000000001";
 const WRONG_KEY: &str = "px-dep-6f1d2c3b-0000-4000-8000-00000000dead";
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A private CA and a server certificate for localhost signed by it: (CA PEM, server cert).
+/// The cloud's TLS: (CA PEM, server certificate for localhost).
 fn private_ca() -> (String, ServerCert) {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "connector test cloud CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
-    (
-        ca.pem(),
-        ServerCert {
-            cert_pem: server.pem().into_bytes(),
-            key_pem: key.serialize_pem().into_bytes(),
-        },
-    )
+    let pki = pixie_tests::private_ca(&["localhost"]);
+    (pki.ca_pem, ServerCert { cert_pem: pki.cert_pem.into_bytes(), key_pem: pki.key_pem.into_bytes() })
 }
 
 /// The cloud, serving in this process until dropped.
