@@ -572,58 +572,16 @@ impl Scheduler {
     }
 
     async fn write_script(&mut self, name: &str) {
-        let Some(script) = self.scripts.get_mut(name) else {
-            return;
-        };
-        if script.status == script.written {
-            return;
-        }
-        let api: Api<CronScript> = Api::namespaced(self.client.clone(), &self.namespace);
-        let body = serde_json::json!({
-            "apiVersion": format!("{}/{}", pixie_crds::GROUP, pixie_crds::VERSION),
-            "kind": "CronScript",
-            "status": script.status,
-        });
-        match api
-            .patch_status(
-                name,
-                &PatchParams::apply(status::FIELD_MANAGER).force(),
-                &Patch::Apply(&body),
-            )
-            .await
-        {
-            Ok(_) => script.written = script.status.clone(),
-            Err(error) => {
-                tracing::warn!(cronscript = name, %error, "writing status; retrying shortly")
-            }
+        if let Some(script) = self.scripts.get_mut(name) {
+            let api = Api::<CronScript>::namespaced(self.client.clone(), &self.namespace);
+            apply_status(&api, name, &script.status, &mut script.written).await;
         }
     }
 
     async fn write_export(&mut self, name: &str) {
-        let Some(export) = self.exports.get_mut(name) else {
-            return;
-        };
-        if export.status == export.written {
-            return;
-        }
-        let api: Api<DataExport> = Api::namespaced(self.client.clone(), &self.namespace);
-        let body = serde_json::json!({
-            "apiVersion": format!("{}/{}", pixie_crds::GROUP, pixie_crds::VERSION),
-            "kind": "DataExport",
-            "status": export.status,
-        });
-        match api
-            .patch_status(
-                name,
-                &PatchParams::apply(status::FIELD_MANAGER).force(),
-                &Patch::Apply(&body),
-            )
-            .await
-        {
-            Ok(_) => export.written = export.status.clone(),
-            Err(error) => {
-                tracing::warn!(dataexport = name, %error, "writing status; retrying shortly")
-            }
+        if let Some(export) = self.exports.get_mut(name) {
+            let api = Api::<DataExport>::namespaced(self.client.clone(), &self.namespace);
+            apply_status(&api, name, &export.status, &mut export.written).await;
         }
     }
 
@@ -679,5 +637,29 @@ fn truncate(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         Some((index, _)) => format!("{}…", &text[..index]),
         None => text.to_owned(),
+    }
+}
+
+/// Applies our part of an object's status unless it is what we last wrote; `written` follows a
+/// successful write, so a failed one is retried on the next pass.
+async fn apply_status<K, S>(api: &Api<K>, name: &str, current: &S, written: &mut S)
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    S: serde::Serialize + Clone + PartialEq,
+{
+    if current == written {
+        return;
+    }
+    let body = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": current,
+    });
+    let params = PatchParams::apply(status::FIELD_MANAGER).force();
+    match api.patch_status(name, &params, &Patch::Apply(&body)).await {
+        Ok(_) => *written = current.clone(),
+        Err(error) => {
+            tracing::warn!(kind = %K::kind(&()), name, %error, "writing status; retrying shortly")
+        }
     }
 }
