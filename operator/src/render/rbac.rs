@@ -89,8 +89,7 @@ fn grants(inputs: &Inputs) -> Vec<Grant> {
 /// the Secrets their headers and CA certificates come from, applies its part of their status
 /// (server-side apply is a patch), records Events, and holds the Vizier's broker Lease.
 fn query_broker_rules(inputs: &Inputs) -> Vec<PolicyRule> {
-    // pixie_broker::LeaseSettings::default_name; the operator does not link the broker.
-    let lease = format!("pixie-broker-{}", inputs.name);
+    let lease = pixie_broker::LeaseSettings::default_name(&inputs.name);
     vec![
         rule(&[""], &["configmaps"], READ),
         rule(&["px.dev"], &["cronscripts", "pxlscripts", "dataexports"], READ),

@@ -13,13 +13,11 @@ use std::time::SystemTime;
 
 use arrow::datatypes::{Field, Schema};
 use arrow::record_batch::RecordBatch;
-use croner::parser::{CronParser, Seconds};
-use k8s_openapi::jiff::tz::TimeZone;
-use k8s_openapi::jiff::{Timestamp, ToSpan};
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
+use pixie_broker::schedule::Schedule;
 use pixie_crds::common::CONDITION_READY;
 use pixie_crds::{CronScript, CronScriptSpec, DataExport, PxlScript};
 use pixie_pxl::ScriptSummary;
@@ -55,54 +53,12 @@ fn problem(reason: &'static str, message: impl Into<String>) -> Problem {
     }
 }
 
-/// Parses spec.schedule or spec.frequency as the broker does; Ok is a description of when the
-/// script runs.
+/// Parses spec.schedule or spec.frequency with the broker's own parser, so that what the operator
+/// accepts is exactly what the broker runs; Ok is a description of when the script runs.
 pub fn parse_schedule(spec: &CronScriptSpec) -> Result<String, String> {
-    match (&spec.schedule, &spec.frequency) {
-        (Some(expression), None) => {
-            let trimmed = expression.trim();
-            // Kubernetes CronJobs accept @midnight; croner knows it as @daily.
-            let pattern = if trimmed.eq_ignore_ascii_case("@midnight") {
-                "@daily"
-            } else {
-                trimmed
-            };
-            if !pattern.starts_with('@') && pattern.split_whitespace().count() != 5 {
-                return Err(format!(
-                    "spec.schedule: {expression:?} is not a five-field cron expression (minute hour day-of-month month \
-                     day-of-week)"
-                ));
-            }
-            let cron = CronParser::builder()
-                .seconds(Seconds::Disallowed)
-                .build()
-                .parse(pattern)
-                .map_err(|e| {
-                    format!("spec.schedule: {expression:?} is not a valid cron expression: {e}")
-                })?;
-            // "0 0 30 2 *" parses but never fires: look a few years ahead.
-            let start = Timestamp::now().to_zoned(TimeZone::UTC);
-            let horizon = start.checked_add(8.years()).map_err(|e| e.to_string())?;
-            match cron.find_next_occurrence(&start, false) {
-                Ok(next) if next.timestamp() <= horizon.timestamp() => {
-                    Ok(format!("runs on schedule {expression:?} (UTC)"))
-                }
-                _ => Err(format!(
-                    "spec.schedule: {expression:?} never matches a time"
-                )),
-            }
-        }
-        (None, Some(frequency)) => match spec.frequency_duration() {
-            Some(every) if every.as_secs() >= 1 => Ok(format!("runs every {frequency}")),
-            _ => Err(format!(
-                "spec.frequency: {frequency:?} is not a duration of at least 1s written as whole ms, s, m or h, such \
-                 as 10s, 5m or 1h30m"
-            )),
-        },
-        (Some(_), Some(_)) => {
-            Err("spec.schedule and spec.frequency are mutually exclusive: set only one".into())
-        }
-        (None, None) => Err("one of spec.schedule or spec.frequency must be set".into()),
+    match Schedule::from_spec(spec).map_err(|e| e.to_string())? {
+        Schedule::Cron { expression, .. } => Ok(format!("runs on schedule {expression:?} (UTC)")),
+        Schedule::Every(_) => Ok(format!("runs every {}", spec.frequency.as_deref().unwrap_or_default())),
     }
 }
 
