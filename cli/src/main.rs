@@ -18,7 +18,7 @@ use pixie_cli::script;
 use pixie_cli::status::ReportFormat;
 use pixie_engine::client::Code;
 use pixie_engine::proto::{ExecuteScriptRequest, Language};
-use pixie_engine::{ClientError, ClientEvent, DEFAULT_PORT, VizierClient};
+use pixie_engine::{ClientError, ClientEvent, ClientTls, DEFAULT_PORT, VizierClient};
 
 #[derive(Debug, Parser)]
 #[command(name = "kubectl-pixie", version, about = "Pixie's kubectl plugin")]
@@ -94,6 +94,11 @@ struct RunArgs {
     /// The Vizier's broker API (`vizier standalone --listen`).
     #[arg(long, default_value_t = format!("127.0.0.1:{DEFAULT_PORT}"))]
     addr: String,
+    /// The Vizier's service certificates (ca.crt, client.crt, client.key) for a broker the
+    /// operator deployed, which admits only clients with a certificate of its CA. Save each with
+    /// `kubectl -n pl get secret service-tls-certs -o jsonpath='{.data.ca\.crt}' | base64 -d`.
+    #[arg(long, value_name = "DIR")]
+    tls_dir: Option<PathBuf>,
     #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
     output: Format,
     /// Rows per output table (the Vizier's default, 10000, when not given).
@@ -283,12 +288,18 @@ async fn run(args: RunArgs, cluster: &ClusterOptions) -> Result<(), RunError> {
         ..Default::default()
     };
 
-    let mut client = VizierClient::connect(&args.addr)
-        .await
-        .map_err(|e| match e {
-            ClientError::Unreachable { .. } => RunError::Unreachable(e),
-            other => RunError::Other(other.into()),
-        })?;
+    let connected = match &args.tls_dir {
+        Some(dir) => {
+            let tls = ClientTls::load(dir)
+                .map_err(|e| RunError::Other(anyhow::anyhow!("--tls-dir: {e}")))?;
+            VizierClient::connect_tls(&args.addr, &tls).await
+        }
+        None => VizierClient::connect(&args.addr).await,
+    };
+    let mut client = connected.map_err(|e| match e {
+        ClientError::Unreachable { .. } => RunError::Unreachable(e),
+        other => RunError::Other(other.into()),
+    })?;
     let mut stream = client
         .execute(request)
         .await

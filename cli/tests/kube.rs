@@ -611,6 +611,7 @@ async fn start_broker() -> (String, oneshot::Sender<()>) {
     tokio::spawn(server::serve(
         listener,
         VizierApi::new(Arc::new(engine), store),
+        None,
         async {
             let _ = stopped.await;
         },

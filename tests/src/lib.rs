@@ -186,22 +186,46 @@ where
     }
 }
 
-/// A private CA and one server certificate it signed, all PEM: what TLS tests serve and trust.
+/// A private CA and the server and client certificates it signed, all PEM: what TLS tests serve
+/// and trust.
 pub struct TestPki {
     pub ca_pem: String,
     pub cert_pem: String,
     pub key_pem: String,
+    pub client_cert_pem: String,
+    pub client_key_pem: String,
 }
 
-/// A fresh CA and a certificate for `names` (DNS names or IPs) signed by it.
+/// A fresh CA, a server certificate for `names` (DNS names or IPs) and a client certificate, both
+/// signed by it.
 pub fn private_ca(names: &[&str]) -> TestPki {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
     ca_params.distinguished_name.push(DnType::CommonName, "pixie test CA");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key")).expect("CA");
-    let key = KeyPair::generate().expect("server key");
-    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    let cert = CertificateParams::new(names).expect("server names").signed_by(&key, &ca).expect("signing");
-    TestPki { ca_pem: ca.pem(), cert_pem: cert.pem(), key_pem: key.serialize_pem() }
+    let sign = |names: Vec<String>| {
+        let key = KeyPair::generate().expect("key");
+        let cert = CertificateParams::new(names).expect("names").signed_by(&key, &ca).expect("signing");
+        (cert.pem(), key.serialize_pem())
+    };
+    let (cert_pem, key_pem) = sign(names.iter().map(|n| n.to_string()).collect());
+    let (client_cert_pem, client_key_pem) = sign(Vec::new());
+    TestPki { ca_pem: ca.pem(), cert_pem, key_pem, client_cert_pem, client_key_pem }
+}
+
+impl TestPki {
+    /// Writes the files of a Vizier's `service-tls-certs` Secret as the pods see them mounted.
+    pub fn write_service_tls(&self, dir: &Path) {
+        std::fs::create_dir_all(dir).expect("creating the certificate directory");
+        for (name, pem) in [
+            ("ca.crt", &self.ca_pem),
+            ("server.crt", &self.cert_pem),
+            ("server.key", &self.key_pem),
+            ("client.crt", &self.client_cert_pem),
+            ("client.key", &self.client_key_pem),
+        ] {
+            std::fs::write(dir.join(name), pem).expect("writing a certificate file");
+        }
+    }
 }

@@ -36,6 +36,8 @@ pub struct Settings {
     pub vizier: String,
     /// The Vizier's query API (`vizier standalone --listen`, or the query broker service).
     pub query_addr: String,
+    /// Mutual TLS to the query API (the Vizier's service certificates); plaintext when None.
+    pub query_tls: Option<pixie_engine::ClientTls>,
     /// Compete for this Lease before scheduling; schedule right away when None (one replica).
     pub lease: Option<LeaseSettings>,
     /// This replica's name in Events.
@@ -60,6 +62,7 @@ impl Settings {
             namespace: namespace.into(),
             vizier: vizier.into(),
             query_addr: query_addr.into(),
+            query_tls: None,
             lease: None,
             instance: "pixie-broker".into(),
             max_queued_records: pixie_export::SinkConfig::DEFAULT_MAX_QUEUED_RECORDS,
@@ -148,6 +151,7 @@ pub async fn run(
             client: client.clone(),
             namespace: settings.namespace.clone(),
             query_addr: settings.query_addr.clone(),
+            query_tls: settings.query_tls.clone(),
             sinks: sinks.clone(),
             max_queued_records: settings.max_queued_records,
             delivery_wait: settings.delivery_wait,

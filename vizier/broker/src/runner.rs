@@ -31,6 +31,8 @@ pub struct Runner {
     pub namespace: String,
     /// The Vizier's query API, `HOST:PORT`.
     pub query_addr: String,
+    /// Mutual TLS to the query API; plaintext when None.
+    pub query_tls: Option<pixie_engine::ClientTls>,
     pub sinks: Arc<Sinks>,
     /// Records a DataExport's sink may hold while its endpoint is down.
     pub max_queued_records: u64,
@@ -209,9 +211,11 @@ impl Runner {
     }
 
     async fn query(&self, job: &RunJob, source: &str) -> Result<QueryOutput, Failure> {
-        let mut client = VizierClient::connect(&self.query_addr)
-            .await
-            .map_err(|e| Failure::run(e.to_string()))?;
+        let connected = match &self.query_tls {
+            Some(tls) => VizierClient::connect_tls(&self.query_addr, tls).await,
+            None => VizierClient::connect(&self.query_addr).await,
+        };
+        let mut client = connected.map_err(|e| Failure::run(e.to_string()))?;
         let request = ExecuteScriptRequest {
             query_str: source.to_owned(),
             language: Language::Pxl as i32,

@@ -12,6 +12,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::ipc::TableDecoder;
 use crate::proto::vizier_service_client::VizierServiceClient;
 use crate::proto::{self, execute_script_response::Result as Payload};
+use crate::tls::ClientTls;
 
 /// Largest message accepted; the server sends at most about 1 MiB of Arrow per message.
 pub(crate) const MAX_MESSAGE_BYTES: usize = 64 << 20;
@@ -60,15 +61,28 @@ pub struct VizierClient {
 }
 
 impl VizierClient {
-    /// Connects to `addr` (`HOST:PORT`, or a full `http://` URL).
+    /// Connects to `addr` (`HOST:PORT`, or a full `http://` URL) in plaintext.
     pub async fn connect(addr: &str) -> Result<Self, ClientError> {
-        let channel = endpoint(addr)?
-            .connect()
-            .await
-            .map_err(|e| ClientError::Unreachable {
-                addr: addr.to_owned(),
-                reason: root_cause(&e),
-            })?;
+        Self::connect_over(addr, None).await
+    }
+
+    /// Connects to `addr` (`HOST:PORT`) over mutual TLS with this Vizier's certificates.
+    pub async fn connect_tls(addr: &str, tls: &ClientTls) -> Result<Self, ClientError> {
+        Self::connect_over(addr, Some(tls)).await
+    }
+
+    pub(crate) async fn connect_over(
+        addr: &str,
+        tls: Option<&ClientTls>,
+    ) -> Result<Self, ClientError> {
+        let channel =
+            endpoint(addr, tls)?
+                .connect()
+                .await
+                .map_err(|e| ClientError::Unreachable {
+                    addr: addr.to_owned(),
+                    reason: root_cause(&e),
+                })?;
         Ok(VizierClient {
             inner: VizierServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES),
         })
@@ -164,17 +178,31 @@ impl ResultStream {
     }
 }
 
-/// Where `addr` (`HOST:PORT`, or a full `http://` URL) is, with our connect timeout.
-pub(crate) fn endpoint(addr: &str) -> Result<Endpoint, ClientError> {
-    let url = if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    };
-    let endpoint = Endpoint::from_shared(url).map_err(|e| ClientError::Unreachable {
+/// Where `addr` (`HOST:PORT`, or a full `http://` URL) is, with our connect timeout; with `tls`,
+/// `addr` must be `HOST:PORT` and the connection is mutual TLS.
+pub(crate) fn endpoint(addr: &str, tls: Option<&ClientTls>) -> Result<Endpoint, ClientError> {
+    let invalid = |reason: String| ClientError::Unreachable {
         addr: addr.to_owned(),
-        reason: format!("invalid address: {e}"),
-    })?;
+        reason,
+    };
+    let url = match (addr.contains("://"), tls) {
+        (false, None) => format!("http://{addr}"),
+        (false, Some(_)) => format!("https://{addr}"),
+        (true, None) => addr.to_owned(),
+        (true, Some(_)) => {
+            return Err(invalid(
+                "with TLS, give HOST:PORT, not a URL (the scheme is https)".into(),
+            ));
+        }
+    };
+    let mut endpoint =
+        Endpoint::from_shared(url).map_err(|e| invalid(format!("invalid address: {e}")))?;
+    if let Some(tls) = tls {
+        let host = endpoint.uri().host().unwrap_or_default().to_owned();
+        endpoint = endpoint
+            .tls_config(tls.config(&host))
+            .map_err(|e| invalid(format!("TLS settings: {}", root_cause(&e))))?;
+    }
     Ok(endpoint.connect_timeout(Duration::from_secs(5)))
 }
 

@@ -18,6 +18,7 @@ pub mod proxy;
 pub mod remote;
 pub mod server;
 pub mod table;
+pub mod tls;
 
 /// Generated from `proto/vizier.proto`.
 pub mod proto {
@@ -32,3 +33,4 @@ pub use proxy::ForwardingApi;
 pub use remote::{PemAddrs, RemoteError, RemoteTables};
 pub use server::{DEFAULT_PORT, VizierApi};
 pub use table::{ScanStats, StoreTable};
+pub use tls::{ClientTls, ServiceTls, TlsError};

@@ -10,6 +10,7 @@ use crate::proto;
 use crate::proto::vizier_service_client::VizierServiceClient;
 use crate::proto::vizier_service_server::VizierService;
 use crate::server::ResponseStream;
+use crate::tls::ClientTls;
 
 pub struct ForwardingApi {
     upstream: String,
@@ -17,10 +18,10 @@ pub struct ForwardingApi {
 }
 
 impl ForwardingApi {
-    /// Forwards to `upstream` (`HOST:PORT` or a URL). Connects on the first request and reconnects
-    /// as needed, so the upstream may start later.
-    pub fn new(upstream: &str) -> Result<Self, ClientError> {
-        let channel = endpoint(upstream)?.connect_lazy();
+    /// Forwards to `upstream` (`HOST:PORT`, or a URL without `tls`). Connects on the first request
+    /// and reconnects as needed, so the upstream may start later.
+    pub fn new(upstream: &str, tls: Option<&ClientTls>) -> Result<Self, ClientError> {
+        let channel = endpoint(upstream, tls)?.connect_lazy();
         Ok(ForwardingApi {
             upstream: upstream.to_owned(),
             client: VizierServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES),

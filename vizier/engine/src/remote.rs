@@ -36,6 +36,7 @@ use pixie_store::{TIME_COLUMN, TimeRange, Upid};
 use crate::client::{ClientError, ClientEvent, ResultStream, VizierClient};
 use crate::proto::{self, ExecuteScriptRequest};
 use crate::table::{time_filters_pushdown, time_range};
+use crate::tls::ClientTls;
 
 /// The column every table keys its process by.
 const UPID_COLUMN: &str = "upid";
@@ -113,6 +114,7 @@ impl From<RemoteError> for DataFusionError {
 #[derive(Debug, Clone)]
 pub struct RemoteTables {
     pems: PemAddrs,
+    tls: Option<ClientTls>,
     schemas: BTreeMap<String, SchemaRef>,
 }
 
@@ -122,7 +124,17 @@ impl RemoteTables {
             .into_iter()
             .map(|(name, schema)| (name.to_owned(), schema))
             .collect();
-        RemoteTables { pems, schemas }
+        RemoteTables {
+            pems,
+            tls: None,
+            schemas,
+        }
+    }
+
+    /// Talks to the PEMs over mutual TLS.
+    pub fn with_tls(mut self, tls: ClientTls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     pub fn pems(&self) -> &PemAddrs {
@@ -133,6 +145,7 @@ impl RemoteTables {
     pub fn for_query(&self) -> RemoteQuery {
         let state = Arc::new(QueryState {
             pems: self.pems.clone(),
+            tls: self.tls.clone(),
             resolved: tokio::sync::OnceCell::new(),
             metadata: Arc::new(RemoteMetadata::default()),
         });
@@ -155,7 +168,7 @@ impl RemoteTables {
     pub async fn table_rows(&self) -> std::result::Result<BTreeMap<String, u64>, RemoteError> {
         let addrs = self.pems.resolve().await?;
         let replies = futures::future::join_all(addrs.iter().map(|addr| async move {
-            let mut client = connect(addr).await?;
+            let mut client = connect(addr, self.tls.as_ref()).await?;
             client.health().await.map_err(|e| pem_error(addr, e))
         }))
         .await;
@@ -174,6 +187,7 @@ impl RemoteTables {
 #[derive(Debug)]
 struct QueryState {
     pems: PemAddrs,
+    tls: Option<ClientTls>,
     resolved: tokio::sync::OnceCell<Vec<String>>,
     metadata: Arc<RemoteMetadata>,
 }
@@ -341,6 +355,7 @@ impl TableProvider for RemoteTable {
                     rows_sql: rows_sql.clone(),
                     metadata_sql: metadata_sql.clone(),
                     metadata: self.query.metadata.clone(),
+                    tls: self.query.tls.clone(),
                 }) as Arc<dyn PartitionStream>
             })
             .collect();
@@ -412,6 +427,7 @@ struct PemScan {
     rows_sql: String,
     metadata_sql: Option<String>,
     metadata: Arc<RemoteMetadata>,
+    tls: Option<ClientTls>,
 }
 
 impl PartitionStream for PemScan {
@@ -433,7 +449,7 @@ impl PartitionStream for PemScan {
 
 impl PemScan {
     async fn open(&self) -> std::result::Result<ResultStream, RemoteError> {
-        let mut client = connect(&self.addr).await?;
+        let mut client = connect(&self.addr, self.tls.as_ref()).await?;
         // The metadata first: a row must not reach a ctx lookup before its upid is known.
         if let Some(sql) = &self.metadata_sql {
             let mut stream = execute(&mut client, &self.addr, sql).await?;
@@ -530,14 +546,19 @@ async fn next_batch(
     }
 }
 
-async fn connect(addr: &str) -> std::result::Result<VizierClient, RemoteError> {
-    VizierClient::connect(addr).await.map_err(|e| match e {
-        // The error names the PEM already.
-        ClientError::Unreachable { reason, .. } => {
-            pem_error(addr, format!("unreachable: {reason}"))
-        }
-        other => pem_error(addr, other),
-    })
+async fn connect(
+    addr: &str,
+    tls: Option<&ClientTls>,
+) -> std::result::Result<VizierClient, RemoteError> {
+    VizierClient::connect_over(addr, tls)
+        .await
+        .map_err(|e| match e {
+            // The error names the PEM already.
+            ClientError::Unreachable { reason, .. } => {
+                pem_error(addr, format!("unreachable: {reason}"))
+            }
+            other => pem_error(addr, other),
+        })
 }
 
 async fn execute(

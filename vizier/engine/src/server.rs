@@ -18,6 +18,7 @@ use crate::ipc::TableEncoder;
 use crate::proto::vizier_service_server::{VizierService, VizierServiceServer};
 use crate::proto::{self, execute_script_response::Result as Payload};
 use crate::remote::RemoteTables;
+use crate::tls::ServiceTls;
 
 /// The broker's port in Pixie (`vizier-query-broker`), and ours.
 pub const DEFAULT_PORT: u16 = 50300;
@@ -76,13 +77,18 @@ impl VizierApi {
 }
 
 /// Serves the API (this engine's, or a [`crate::ForwardingApi`]) on `listener` until `shutdown`
-/// completes.
+/// completes; with `tls`, only to clients holding a certificate of the Vizier's CA.
 pub async fn serve(
     listener: TcpListener,
     api: impl VizierService,
+    tls: Option<&ServiceTls>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls.server_config())?;
+    }
+    builder
         .add_service(VizierServiceServer::new(api))
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
         .await

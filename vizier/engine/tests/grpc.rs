@@ -56,7 +56,7 @@ async fn start(store: TableStore, config: EngineConfig) -> Running {
     let addr = listener.local_addr().unwrap().to_string();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let api = VizierApi::new(Arc::new(engine), store);
-    let task = tokio::spawn(server::serve(listener, api, async {
+    let task = tokio::spawn(server::serve(listener, api, None, async {
         let _ = stopped.await;
     }));
     Running {

@@ -12,7 +12,7 @@ use pixie_engine::proto::{ExecuteScriptRequest, Language};
 use pixie_engine::server::{self, VizierApi};
 use pixie_engine::{
     ClientEvent, Engine, EngineConfig, ForwardingApi, PemAddrs, ProcMetadata, Query, RemoteTables,
-    VizierClient,
+    ServiceTls, VizierClient,
 };
 use pixie_pxl::{MetadataField, MetadataResolver};
 use pixie_store::tables::http_events;
@@ -59,12 +59,23 @@ impl Server {
 async fn serve(
     api: impl pixie_engine::proto::vizier_service_server::VizierService,
 ) -> (String, Running) {
+    serve_over(api, None).await
+}
+
+async fn serve_over(
+    api: impl pixie_engine::proto::vizier_service_server::VizierService,
+    tls: Option<&ServiceTls>,
+) -> (String, Running) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server::serve(listener, api, async {
-        let _ = stopped.await;
-    }));
+    let tls = tls.cloned();
+    let task = tokio::spawn(async move {
+        server::serve(listener, api, tls.as_ref(), async {
+            let _ = stopped.await;
+        })
+        .await
+    });
     (addr, (Some(stop), task))
 }
 
@@ -80,6 +91,15 @@ async fn stop((stop, task): Running) {
 
 /// A PEM: its own store and `df.ctx`, behind the API.
 async fn pem(rows: &[http_events::Row], asid: u32, node: &str) -> Server {
+    pem_over(rows, asid, node, None).await
+}
+
+async fn pem_over(
+    rows: &[http_events::Row],
+    asid: u32,
+    node: &str,
+    tls: Option<&ServiceTls>,
+) -> Server {
     let store = store(rows);
     let metadata = Arc::new(NodeMetadata {
         asid,
@@ -87,7 +107,7 @@ async fn pem(rows: &[http_events::Row], asid: u32, node: &str) -> Server {
     });
     let engine = Arc::new(Engine::new(&store, metadata, EngineConfig::default()).unwrap());
     let api = VizierApi::new(engine.clone(), store).with_node_name(node);
-    let (addr, (stop, task)) = serve(api).await;
+    let (addr, (stop, task)) = serve_over(api, tls).await;
     Server {
         addr,
         engine,
@@ -330,7 +350,7 @@ async fn the_broker_forwards_to_kelvin_and_streams_its_results_back() {
     let tables = RemoteTables::new(PemAddrs::Fixed(vec![a.addr.clone(), b.addr.clone()]));
     let engine = Arc::new(Engine::remote(tables.clone(), EngineConfig::default()).unwrap());
     let (kelvin_addr, kelvin_server) = serve(VizierApi::over_pems(engine, tables)).await;
-    let (broker_addr, broker_server) = serve(ForwardingApi::new(&kelvin_addr).unwrap()).await;
+    let (broker_addr, broker_server) = serve(ForwardingApi::new(&kelvin_addr, None).unwrap()).await;
 
     let mut client = VizierClient::connect(&broker_addr).await.unwrap();
     let health = client.health().await.unwrap();
@@ -361,6 +381,84 @@ async fn the_broker_forwards_to_kelvin_and_streams_its_results_back() {
     assert!(err.contains(&kelvin_addr), "{err}");
 
     stop(broker_server).await;
+    a.stop().await;
+    b.stop().await;
+}
+
+/// This Vizier's certificates in a directory, as the pods mount them.
+fn service_tls(pki: &pixie_tests::TestPki) -> (tempfile::TempDir, ServiceTls) {
+    let dir = tempfile::tempdir().unwrap();
+    pki.write_service_tls(dir.path());
+    let tls = ServiceTls::load(dir.path()).unwrap();
+    (dir, tls)
+}
+
+#[tokio::test]
+async fn with_mutual_tls_every_hop_is_encrypted_and_strangers_are_refused() {
+    let pki = pixie_tests::private_ca(&["localhost"]);
+    let (_dir, tls) = service_tls(&pki);
+    let (a, b) = (
+        pem_over(&rows(1, 12), 1, "node-a", Some(&tls)).await,
+        pem_over(&rows(2, 8), 2, "node-b", Some(&tls)).await,
+    );
+    let tables = RemoteTables::new(PemAddrs::Fixed(vec![a.addr.clone(), b.addr.clone()]))
+        .with_tls(tls.client().clone());
+    let engine = Arc::new(Engine::remote(tables.clone(), EngineConfig::default()).unwrap());
+    let (kelvin_addr, kelvin_server) =
+        serve_over(VizierApi::over_pems(engine, tables), Some(&tls)).await;
+    let broker = ForwardingApi::new(&kelvin_addr, Some(tls.client())).unwrap();
+    let (broker_addr, broker_server) = serve_over(broker, Some(&tls)).await;
+
+    // Client → broker → Kelvin → both PEMs, every hop over TLS.
+    let mut client = VizierClient::connect_tls(&broker_addr, tls.client())
+        .await
+        .unwrap();
+    let health = client.health().await.unwrap();
+    assert_eq!(health.table_rows.get(http_events::NAME), Some(&20));
+
+    // Plaintext gets no answer from a TLS server.
+    let plaintext = async { VizierClient::connect(&broker_addr).await?.health().await };
+    assert!(plaintext.await.is_err(), "a plaintext client was answered");
+
+    // A client certificate of another CA is refused by the server...
+    let stranger = pixie_tests::private_ca(&["localhost"]);
+    let impostor = pixie_tests::TestPki {
+        ca_pem: pki.ca_pem.clone(),
+        ..stranger
+    };
+    let (_impostor_dir, impostor_tls) = service_tls(&impostor);
+    let refused = async {
+        VizierClient::connect_tls(&a.addr, impostor_tls.client())
+            .await?
+            .health()
+            .await
+    };
+    assert!(
+        refused.await.is_err(),
+        "a stranger's client certificate was accepted"
+    );
+
+    // ...and a server of another CA is not trusted by our clients.
+    let (_other_dir, other_tls) = service_tls(&pixie_tests::private_ca(&["localhost"]));
+    let (other_addr, other_server) = serve_over(
+        VizierApi::new(a.engine.clone(), store(&[])),
+        Some(&other_tls),
+    )
+    .await;
+    let untrusted = async {
+        VizierClient::connect_tls(&other_addr, tls.client())
+            .await?
+            .health()
+            .await
+    };
+    assert!(
+        untrusted.await.is_err(),
+        "a server of another CA was trusted"
+    );
+
+    stop(other_server).await;
+    stop(broker_server).await;
+    stop(kelvin_server).await;
     a.stop().await;
     b.stop().await;
 }

@@ -10,10 +10,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use pixie_broker::{LeaseSettings, Settings};
-use pixie_engine::{ForwardingApi, server};
+use pixie_engine::{ClientTls, ForwardingApi, ServiceTls, server};
 
 use crate::collect::{self, parse_duration};
-use crate::query_api::Serving;
+use crate::health::{self, HealthArgs};
+use crate::query_api::{Serving, TlsArgs};
 
 /// Where CronScripts run when neither --query-addr nor --kelvin-addr says (`vizier standalone`).
 const LOCAL_QUERY_ADDR: &str = "127.0.0.1:50300";
@@ -59,30 +60,41 @@ pub struct BrokerArgs {
     /// How long after its window ends a run queries, so that rows still being collected are in it.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     settle: Duration,
+    #[command(flatten)]
+    tls: TlsArgs,
+    #[command(flatten)]
+    health: HealthArgs,
 }
 
 pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
     collect::runtime()?.block_on(async {
         // Serve first: clients can query while the broker waits for its lease.
+        let tls = args.tls.load()?;
         let serving = match &args.kelvin_addr {
             Some(kelvin) => {
-                let api = ForwardingApi::new(kelvin).with_context(|| format!("--kelvin-addr {kelvin}"))?;
-                let serving = Serving::start(args.listen, api).await?;
+                let api = ForwardingApi::new(kelvin, tls.as_ref().map(ServiceTls::client))
+                    .with_context(|| format!("--kelvin-addr {kelvin}"))?;
+                let serving = Serving::start(args.listen, api, tls.as_ref()).await?;
                 tracing::info!(addr = %serving.addr(), kelvin, "query API up, forwarding to Kelvin");
                 Some(serving)
             }
             None => None,
         };
-        let scheduled = schedule(args).await;
+        // Ready as soon as it forwards; scheduling waits for the lease, which only one replica holds.
+        let health = args.health.start(health::always_ready()).await?;
+        let scheduled = schedule(args, tls.as_ref().map(|t| t.client().clone())).await;
         if let Some(serving) = serving {
             serving.stop().await?;
+        }
+        if let Some(health) = health {
+            health.stop().await?;
         }
         scheduled
     })
 }
 
 /// Runs the CronScripts until the broker is told to stop.
-async fn schedule(args: BrokerArgs) -> anyhow::Result<()> {
+async fn schedule(args: BrokerArgs, query_tls: Option<ClientTls>) -> anyhow::Result<()> {
     {
         let config = kube::Config::infer()
             .await
@@ -105,6 +117,7 @@ async fn schedule(args: BrokerArgs) -> anyhow::Result<()> {
             max_queued_records: args.max_queued_records,
             delivery_wait: args.delivery_wait,
             settle: args.settle,
+            query_tls,
             ..Settings::new(
                 args.namespace,
                 args.vizier,

@@ -11,7 +11,8 @@ use pixie_engine::server::VizierApi;
 use pixie_engine::{Engine, PemAddrs, RemoteTables};
 
 use crate::collect;
-use crate::query_api::{EngineArgs, Serving};
+use crate::health::{self, HealthArgs};
+use crate::query_api::{EngineArgs, Serving, TlsArgs};
 
 /// Kelvin's port in Pixie (`kelvin-service`), and ours.
 pub const DEFAULT_PORT: u16 = 59300;
@@ -31,6 +32,10 @@ pub struct KelvinArgs {
     pem_service: Option<String>,
     #[command(flatten)]
     engine: EngineArgs,
+    #[command(flatten)]
+    tls: TlsArgs,
+    #[command(flatten)]
+    health: HealthArgs,
 }
 
 impl KelvinArgs {
@@ -43,16 +48,24 @@ impl KelvinArgs {
 }
 
 pub fn run(args: KelvinArgs) -> anyhow::Result<()> {
-    let tables = RemoteTables::new(args.pems());
+    let tls = args.tls.load()?;
+    let mut tables = RemoteTables::new(args.pems());
+    if let Some(tls) = &tls {
+        tables = tables.with_tls(tls.client().clone());
+    }
     collect::runtime()?.block_on(async {
         let engine = Engine::remote(tables.clone(), args.engine.config())
             .context("starting the query engine")?;
         let api = VizierApi::over_pems(std::sync::Arc::new(engine), tables);
-        let serving = Serving::start(args.listen, api).await?;
+        let serving = Serving::start(args.listen, api, tls.as_ref()).await?;
         // On stdout, for scripts and tests that start us on port 0.
         println!("vizier kelvin listening on {}", serving.addr());
-        tracing::info!(addr = %serving.addr(), pems = %args.pems(), "kelvin up");
+        tracing::info!(addr = %serving.addr(), pems = %args.pems(), tls = tls.is_some(), "kelvin up");
+        let health = args.health.start(health::always_ready()).await?;
         collect::shutdown_signal(None).await;
+        if let Some(health) = health {
+            health.stop().await?;
+        }
         serving.stop().await
     })
 }

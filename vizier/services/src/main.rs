@@ -10,6 +10,7 @@
 mod broker;
 mod collect;
 mod connector;
+mod health;
 mod kelvin;
 mod metadata;
 mod pem;

@@ -11,8 +11,9 @@ use clap::Args;
 use pixie_store::tables::{self, conn_stats, http_events, process_stats};
 
 use crate::collect::{self, CollectorArgs, parse_duration};
+use crate::health::{self, HealthArgs};
 use crate::print;
-use crate::query_api::{self, EngineArgs, MetadataArgs, Serving};
+use crate::query_api::{self, EngineArgs, MetadataArgs, Serving, TlsArgs};
 
 #[derive(Debug, Args)]
 pub struct PemArgs {
@@ -33,6 +34,10 @@ pub struct PemArgs {
     engine: EngineArgs,
     #[command(flatten)]
     metadata: MetadataArgs,
+    #[command(flatten)]
+    tls: TlsArgs,
+    #[command(flatten)]
+    health: HealthArgs,
     #[command(flatten)]
     collector: CollectorArgs,
 }
@@ -55,13 +60,14 @@ pub fn run(mut args: PemArgs) -> anyhow::Result<()> {
         // Kelvin takes each upid's metadata from the PEM that reports it: hosts must not share asids.
         args.collector.default_asid(asid_of(&node));
     }
+    let tls = args.tls.load()?;
     let store = args.collector.store();
     let summary = collect::runtime()?.block_on(async {
         let mut collector = collect::start_collector(&args.collector, &store)?;
         let serving = match args.listen {
             Some(listen) => {
                 let api = query_api::store_api(&store, &args.engine, &args.metadata, &node)?;
-                let serving = Serving::start(listen, api).await?;
+                let serving = Serving::start(listen, api, tls.as_ref()).await?;
                 // On stdout, for scripts and tests that start us on port 0.
                 println!("vizier pem listening on {}", serving.addr());
                 tracing::info!(addr = %serving.addr(), node, "query API up");
@@ -69,6 +75,8 @@ pub fn run(mut args: PemArgs) -> anyhow::Result<()> {
             }
             None => None,
         };
+        // Ready once the eBPF programs are attached and the API (if any) serves.
+        let health = args.health.start(health::always_ready()).await?;
         if args.print {
             collector = collector.with_sink(Box::new(move |table, batch| {
                 if printed.contains(table) {
@@ -82,6 +90,9 @@ pub fn run(mut args: PemArgs) -> anyhow::Result<()> {
             .context("collector stopped");
         if let Some(serving) = serving {
             serving.stop().await?;
+        }
+        if let Some(health) = health {
+            health.stop().await?;
         }
         summary
     })?;

@@ -2,14 +2,14 @@
 //! forwards): the engine's flags, and serving an API on an address until told to stop.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
 use pixie_engine::proto::vizier_service_server::VizierService;
 use pixie_engine::server::{self, VizierApi};
-use pixie_engine::{Engine, EngineConfig, ProcMetadata};
+use pixie_engine::{Engine, EngineConfig, ProcMetadata, ServiceTls};
 use pixie_metadata::K8sMetadata;
 use pixie_pxl::MetadataResolver;
 use pixie_store::TableStore;
@@ -34,6 +34,26 @@ impl EngineArgs {
             memory_limit_bytes: self.query_memory_mb << 20,
             ..Default::default()
         }
+    }
+}
+
+/// Mutual TLS with the other Vizier components.
+#[derive(Debug, Args)]
+pub struct TlsArgs {
+    /// Directory of this Vizier's service certificates: ca.crt, server.crt, server.key, client.crt
+    /// and client.key (the operator mounts the `service-tls-certs` Secret at /certs). Every API
+    /// served then admits only clients with a certificate of that CA, and every call to another
+    /// component uses the client certificate. Plaintext without it.
+    #[arg(long, value_name = "DIR", env = "PL_TLS_DIR")]
+    tls_dir: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    pub fn load(&self) -> anyhow::Result<Option<ServiceTls>> {
+        self.tls_dir
+            .as_deref()
+            .map(|dir| ServiceTls::load(dir).context("--tls-dir (PL_TLS_DIR)"))
+            .transpose()
     }
 }
 
@@ -91,16 +111,24 @@ pub struct Serving {
 }
 
 impl Serving {
-    /// Binds `listen` and serves `api` on it in the background.
-    pub async fn start(listen: SocketAddr, api: impl VizierService) -> anyhow::Result<Self> {
+    /// Binds `listen` and serves `api` on it in the background, over mutual TLS with `tls`.
+    pub async fn start(
+        listen: SocketAddr,
+        api: impl VizierService,
+        tls: Option<&ServiceTls>,
+    ) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("listening on {listen}"))?;
         let addr = listener.local_addr().context("reading the bound address")?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::serve(listener, api, async {
-            let _ = stopped.await;
-        }));
+        let tls = tls.cloned();
+        let task = tokio::spawn(async move {
+            server::serve(listener, api, tls.as_ref(), async {
+                let _ = stopped.await;
+            })
+            .await
+        });
         Ok(Serving { addr, stop, task })
     }
 
