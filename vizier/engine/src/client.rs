@@ -180,7 +180,7 @@ impl ResultStream {
 
 /// Where `addr` (`HOST:PORT`, or a full `http://` URL) is, with our connect timeout; with `tls`,
 /// `addr` must be `HOST:PORT` and the connection is mutual TLS.
-pub(crate) fn endpoint(addr: &str, tls: Option<&ClientTls>) -> Result<Endpoint, ClientError> {
+pub fn endpoint(addr: &str, tls: Option<&ClientTls>) -> Result<Endpoint, ClientError> {
     let invalid = |reason: String| ClientError::Unreachable {
         addr: addr.to_owned(),
         reason,

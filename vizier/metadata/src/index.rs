@@ -1,13 +1,17 @@
-//! Pods with their containers and the Services selecting them, built from Kubernetes objects.
+//! Pods with their containers and the Services selecting them, built from Kubernetes objects, and
+//! whether each has stopped (phase Succeeded/Failed, or deleted: see [`crate::history`]).
 
 use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::{Pod, Service};
+use serde::{Deserialize, Serialize};
 
 use crate::cgroup::strip_runtime;
 use crate::proto;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+// Serialized in the terminated-pod history file (`crate::history`): fields added later need
+// `#[serde(default)]` so that older files still load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PodInfo {
     pub uid: String,
     pub name: String,
@@ -17,9 +21,16 @@ pub struct PodInfo {
     pub containers: Vec<ContainerInfo>,
     /// `namespace/name` of each Service selecting the pod, sorted.
     pub services: Vec<String>,
+    /// Deleted, or in phase Succeeded/Failed.
+    #[serde(default)]
+    pub terminated: bool,
+    /// When it stopped (ms since the Unix epoch), when known: the last container's finish time for
+    /// a completed pod, when the service saw it deleted otherwise.
+    #[serde(default)]
+    pub stopped_at_unix_ms: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerInfo {
     pub name: String,
     /// Without the runtime prefix; `None` until the kubelet reports it.
@@ -55,9 +66,9 @@ pub struct PodIndex {
 
 impl PodIndex {
     /// Indexes `pods`, each with the `services` of its namespace whose selector matches its labels.
-    pub fn build<'a>(
-        pods: impl IntoIterator<Item = &'a Pod>,
-        services: impl IntoIterator<Item = &'a Service>,
+    pub fn build<'p, 's>(
+        pods: impl IntoIterator<Item = &'p Pod>,
+        services: impl IntoIterator<Item = &'s Service>,
     ) -> Self {
         let mut selectors = SelectorsByNamespace::new();
         for service in services {
@@ -97,6 +108,10 @@ impl PodIndex {
         &self.pods
     }
 
+    pub fn into_pods(self) -> Vec<PodInfo> {
+        self.pods
+    }
+
     pub fn by_container_id(&self, id: &str) -> Option<(&PodInfo, &ContainerInfo)> {
         let &(p, c) = self.by_container.get(id)?;
         let pod = &self.pods[p];
@@ -118,6 +133,26 @@ fn pod_info(pod: &Pod, selectors: &SelectorsByNamespace<'_>) -> Option<PodInfo> 
         .collect();
     services.sort();
     let status = pod.status.as_ref();
+    let terminated = matches!(
+        status.and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    );
+    // A completed pod stopped when its last container finished.
+    let stopped_at_unix_ms = terminated
+        .then(|| {
+            status
+                .into_iter()
+                .flat_map(|s| {
+                    s.init_container_statuses
+                        .iter()
+                        .flatten()
+                        .chain(s.container_statuses.iter().flatten())
+                })
+                .filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref())
+                .filter_map(|t| u64::try_from(t.0.as_millisecond()).ok())
+                .max()
+        })
+        .flatten();
     // Init containers run processes too; a container not yet started has no status.
     let containers = status
         .into_iter()
@@ -148,6 +183,8 @@ fn pod_info(pod: &Pod, selectors: &SelectorsByNamespace<'_>) -> Option<PodInfo> 
         pod_ip: status.and_then(|s| s.pod_ip.clone()).unwrap_or_default(),
         containers,
         services,
+        terminated,
+        stopped_at_unix_ms,
     })
 }
 
@@ -168,6 +205,8 @@ impl From<PodInfo> for proto::Pod {
                 })
                 .collect(),
             services: p.services,
+            terminated: p.terminated,
+            stopped_at_unix_ms: p.stopped_at_unix_ms.unwrap_or(0),
         }
     }
 }
@@ -189,6 +228,8 @@ impl From<proto::Pod> for PodInfo {
                 })
                 .collect(),
             services: p.services,
+            terminated: p.terminated,
+            stopped_at_unix_ms: Some(p.stopped_at_unix_ms).filter(|&t| t != 0),
         }
     }
 }
@@ -293,6 +334,34 @@ mod tests {
     }
 
     #[test]
+    fn a_completed_pod_is_terminated_since_its_last_container_finished() {
+        let mut done = pod("jobs", "job-1", &[], &[("main", Some("containerd://cc"))]);
+        let status = done.status.as_mut().unwrap();
+        status.phase = Some("Succeeded".into());
+        status.container_statuses.as_mut().unwrap()[0].state = Some(
+            serde_json::from_value(serde_json::json!({
+                "terminated": { "exitCode": 0, "finishedAt": "2025-01-02T03:04:05Z" },
+            }))
+            .unwrap(),
+        );
+        let mut running = pod("jobs", "job-2", &[], &[]);
+        running.status.as_mut().unwrap().phase = Some("Running".into());
+        let mut failed = pod("jobs", "job-3", &[], &[]);
+        failed.status.as_mut().unwrap().phase = Some("Failed".into());
+        let index = PodIndex::build(&[done, running, failed], &[]);
+        let [done, running, failed] = index.pods() else {
+            panic!("{index:?}")
+        };
+        assert!(done.terminated);
+        assert_eq!(done.stopped_at_unix_ms, Some(1_735_787_045_000));
+        assert!(!running.terminated);
+        assert_eq!(running.stopped_at_unix_ms, None);
+        // Failed before any container ran: terminated, stop time unknown.
+        assert!(failed.terminated);
+        assert_eq!(failed.stopped_at_unix_ms, None);
+    }
+
+    #[test]
     fn pods_survive_the_round_trip_through_the_api() {
         let pods = [pod(
             "shop",
@@ -304,5 +373,13 @@ mod tests {
             .pods()[0]
             .clone();
         assert_eq!(PodInfo::from(proto::Pod::from(info.clone())), info);
+        let gone = PodInfo {
+            terminated: true,
+            stopped_at_unix_ms: Some(1_700_000_000_000),
+            ..info
+        };
+        let wire = proto::Pod::from(gone.clone());
+        assert!(wire.terminated);
+        assert_eq!(PodInfo::from(wire), gone);
     }
 }

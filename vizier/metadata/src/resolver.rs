@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
-use pixie_engine::ProcMetadata;
+use pixie_engine::{ClientError, ClientTls, ProcMetadata};
 use pixie_pxl::{MetadataField, MetadataResolver};
 use pixie_store::Upid;
 use tokio::task::JoinHandle;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::index::{PodIndex, PodInfo};
 use crate::proto::ListPodsRequest;
@@ -45,9 +45,14 @@ pub struct K8sMetadata {
 impl K8sMetadata {
     /// Resolves this host's processes (real `/proc`) on node `node_name`, refreshing the node's pods
     /// from the metadata service at `addr` (`host:port`) in the background on the current Tokio
-    /// runtime. The service need not be up yet: until it answers, pods resolve to nothing.
-    pub fn connect(addr: &str, node_name: &str) -> Result<Self, ResolverError> {
-        Self::connect_with_proc_root(addr, node_name, "/proc", REFRESH_INTERVAL)
+    /// runtime, over mutual TLS with `tls`. The service need not be up yet: until it answers, pods
+    /// resolve to nothing.
+    pub fn connect(
+        addr: &str,
+        node_name: &str,
+        tls: Option<&ClientTls>,
+    ) -> Result<Self, ResolverError> {
+        Self::connect_with_proc_root(addr, node_name, "/proc", REFRESH_INTERVAL, tls)
     }
 
     /// As [`K8sMetadata::connect`], reading a `/proc`-shaped tree at `proc_root` (tests).
@@ -56,16 +61,21 @@ impl K8sMetadata {
         node_name: &str,
         proc_root: impl Into<PathBuf>,
         refresh: Duration,
+        tls: Option<&ClientTls>,
     ) -> Result<Self, ResolverError> {
         if node_name.is_empty() {
             return Err(ResolverError::NoNodeName);
         }
-        let bad = |reason: String| ResolverError::BadAddress {
-            addr: addr.to_owned(),
-            reason,
-        };
-        let endpoint =
-            Endpoint::from_shared(format!("http://{addr}")).map_err(|e| bad(e.to_string()))?;
+        let endpoint = pixie_engine::client::endpoint(addr, tls).map_err(|e| match e {
+            ClientError::Unreachable { reason, .. } => ResolverError::BadAddress {
+                addr: addr.to_owned(),
+                reason,
+            },
+            other => ResolverError::BadAddress {
+                addr: addr.to_owned(),
+                reason: other.to_string(),
+            },
+        })?;
         let client = MetadataClient::new(endpoint.connect_lazy());
         let proc_root = proc_root.into();
         let pods = Arc::new(RwLock::new(PodIndex::default()));
@@ -206,10 +216,10 @@ mod tests {
     #[tokio::test]
     async fn an_empty_node_name_or_a_bad_address_is_refused() {
         assert!(matches!(
-            K8sMetadata::connect("127.0.0.1:50400", ""),
+            K8sMetadata::connect("127.0.0.1:50400", "", None),
             Err(ResolverError::NoNodeName)
         ));
-        let err = K8sMetadata::connect("not an address", "node-a").unwrap_err();
+        let err = K8sMetadata::connect("not an address", "node-a", None).unwrap_err();
         assert!(err.to_string().contains("not an address"), "{err}");
     }
 }

@@ -1,10 +1,19 @@
 //! The metadata service: reflectors keep every Pod and Service of the cluster in memory, and the
 //! gRPC API (`px.vizier.metadata.v1.Metadata`) hands each node's PEM the pods scheduled to it.
+//!
+//! Pods deleted from the cluster stay listed, marked terminated, for a retention window
+//! ([`MetadataConfig::retain_terminated`]): the rows their processes left in the PEMs (a crashed
+//! pod's last requests) still resolve. A deletion is seen as the watch's `Delete` event, or as a pod
+//! missing from a re-list (the watch was down when it went). With a file store the history is
+//! written (at most once per [`SAVE_DEBOUNCE`], and at [`MetadataService::save_history`] or drop)
+//! and read back at start, so it survives a restart of the service.
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -12,17 +21,48 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use parking_lot::Mutex;
+use pixie_engine::ServiceTls;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
-use crate::index::PodIndex;
+use crate::history::TerminatedPods;
+use crate::index::{PodIndex, PodInfo};
 use crate::proto::metadata_server::{Metadata, MetadataServer};
 use crate::proto::{self};
+use crate::store::HistoryStore;
 
 /// The metadata service's port in Pixie (`vizier-metadata`), and ours.
 pub const DEFAULT_PORT: u16 = 50400;
+
+/// How long a deleted pod stays listed by default.
+pub const DEFAULT_RETAIN_TERMINATED: Duration = Duration::from_secs(24 * 3600);
+
+/// A changed history is written this long after the change, so that a burst of deletions (a
+/// rollout) is one write.
+pub const SAVE_DEBOUNCE: Duration = Duration::from_secs(1);
+
+/// After a failed write, the next try waits this long.
+const SAVE_RETRY: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct MetadataConfig {
+    /// How long a deleted pod stays listed after it stopped.
+    pub retain_terminated: Duration,
+    /// Where the deleted pods are kept across restarts.
+    pub store: HistoryStore,
+}
+
+impl Default for MetadataConfig {
+    fn default() -> Self {
+        MetadataConfig {
+            retain_terminated: DEFAULT_RETAIN_TERMINATED,
+            store: HistoryStore::Memory,
+        }
+    }
+}
 
 /// A running watch of the cluster's Pods and Services. Clones share it; the watches stop when the
 /// last clone is dropped.
@@ -40,6 +80,17 @@ struct Shared {
     /// The last watch failure, for `Health` to explain why the service is not ready.
     last_error: Mutex<Option<String>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Pods deleted from the cluster, within their retention window.
+    terminated: Mutex<TerminatedPods>,
+    store: HistoryStore,
+    /// The history changed since it was last written.
+    unsaved: AtomicBool,
+    /// Wakes the writer; outside `Shared` so that waiting does not keep the service alive.
+    save_wanted: Arc<Notify>,
+    /// One write at a time, each of the latest history.
+    save_lock: Mutex<()>,
+    /// The pods known when a re-list began: those it does not return were deleted meanwhile.
+    before_relist: Mutex<Option<Vec<Arc<Pod>>>>,
 }
 
 impl Drop for Shared {
@@ -47,7 +98,65 @@ impl Drop for Shared {
         for task in self.tasks.get_mut().drain(..) {
             task.abort();
         }
+        // The last changes, if the writer had not got to them (no await here: a small file).
+        if let Err(e) = self.save() {
+            tracing::warn!("{e}");
+        }
     }
+}
+
+impl Shared {
+    /// Records `pods` as deleted, each with the Services selecting it now.
+    fn record_gone<'a>(&self, pods: impl IntoIterator<Item = &'a Pod>) {
+        let services = self.services.state();
+        let gone = PodIndex::build(pods, services.iter().map(AsRef::as_ref)).into_pods();
+        if gone.is_empty() {
+            return;
+        }
+        let now = now_unix_ms();
+        let mut changed = false;
+        {
+            let mut history = self.terminated.lock();
+            for pod in gone {
+                tracing::debug!(
+                    pod = pod.qualified_name(),
+                    uid = pod.uid,
+                    "pod deleted; kept"
+                );
+                changed |= history.record(pod, now);
+            }
+        }
+        if changed {
+            self.history_changed();
+        }
+    }
+
+    fn history_changed(&self) {
+        self.unsaved.store(true, Ordering::Release);
+        self.save_wanted.notify_one();
+    }
+
+    /// Writes the history if it changed since the last write.
+    fn save(&self) -> Result<(), String> {
+        let Some(path) = self.store.path() else {
+            return Ok(());
+        };
+        let _one_writer = self.save_lock.lock();
+        if !self.unsaved.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let json = self.terminated.lock().to_json();
+        self.store.save(&json).map_err(|e| {
+            self.unsaved.store(true, Ordering::Release);
+            format!("writing the terminated-pod history {}: {e}", path.display())
+        })
+    }
+}
+
+fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl std::fmt::Debug for MetadataService {
@@ -55,6 +164,7 @@ impl std::fmt::Debug for MetadataService {
         f.debug_struct("MetadataService")
             .field("pods", &self.shared.pods.len())
             .field("services", &self.shared.services.len())
+            .field("terminated_pods", &self.shared.terminated.lock().len())
             .field("generation", &self.generation())
             .field("synced", &self.is_synced())
             .finish()
@@ -62,10 +172,18 @@ impl std::fmt::Debug for MetadataService {
 }
 
 impl MetadataService {
-    /// Starts watching Pods and Services in every namespace (on the current Tokio runtime).
+    /// Starts watching Pods and Services in every namespace (on the current Tokio runtime), keeping
+    /// deleted pods for a day in memory.
     pub fn watch(client: Client) -> Self {
+        Self::watch_with(client, MetadataConfig::default())
+    }
+
+    /// As [`MetadataService::watch`], with `config`'s retention and store. The stored history is
+    /// read first; an unreadable one is logged and ignored.
+    pub fn watch_with(client: Client, config: MetadataConfig) -> Self {
         let (pods, pod_writer) = reflector::store::<Pod>();
         let (services, service_writer) = reflector::store::<Service>();
+        let history = config.store.load(config.retain_terminated, now_unix_ms());
         let shared = Arc::new(Shared {
             pods: pods.clone(),
             services: services.clone(),
@@ -73,15 +191,27 @@ impl MetadataService {
             synced: AtomicBool::new(false),
             last_error: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
+            terminated: Mutex::new(history),
+            store: config.store.clone(),
+            unsaved: AtomicBool::new(false),
+            save_wanted: Arc::new(Notify::new()),
+            save_lock: Mutex::new(()),
+            before_relist: Mutex::new(None),
         });
         let pod_events =
             reflector::reflector(pod_writer, slim_watch(Api::<Pod>::all(client.clone())));
         let service_events =
             reflector::reflector(service_writer, slim_watch(Api::<Service>::all(client)));
         // The tasks hold the state weakly, so that dropping the service ends them.
-        let tasks = vec![
-            tokio::spawn(drive("pods", pod_events, Arc::downgrade(&shared))),
-            tokio::spawn(drive("services", service_events, Arc::downgrade(&shared))),
+        let weak = Arc::downgrade(&shared);
+        let mut tasks = vec![
+            tokio::spawn(drive("pods", pod_events, weak.clone(), on_pod_event)),
+            tokio::spawn(drive("services", service_events, weak.clone(), |_, _| {})),
+            tokio::spawn(expire_history(
+                weak.clone(),
+                (config.retain_terminated / 10)
+                    .clamp(Duration::from_secs(1), Duration::from_secs(60)),
+            )),
             tokio::spawn({
                 let weak = Arc::downgrade(&shared);
                 async move {
@@ -100,8 +230,27 @@ impl MetadataService {
                 }
             }),
         ];
+        if shared.store.path().is_some() {
+            tasks.push(tokio::spawn(write_history(
+                weak,
+                shared.save_wanted.clone(),
+            )));
+        }
         *shared.tasks.lock() = tasks;
         MetadataService { shared }
+    }
+
+    /// Writes the terminated-pod history now if it changed (at shutdown); a no-op in memory.
+    pub async fn save_history(&self) -> Result<(), String> {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || shared.save())
+            .await
+            .map_err(|e| format!("writing the terminated-pod history: {e}"))?
+    }
+
+    /// How many deleted pods are kept.
+    pub fn terminated_pods(&self) -> usize {
+        self.shared.terminated.lock().len()
     }
 
     /// True once the initial lists of Pods and Services are in.
@@ -124,7 +273,8 @@ impl MetadataService {
         })
     }
 
-    /// The pods on `node_name`, with their Services; `None` until synced.
+    /// The pods on `node_name`, with their Services, and those deleted within the retention window;
+    /// `None` until synced.
     pub fn pods_on_node(&self, node_name: &str) -> Option<(PodIndex, u64)> {
         if !self.is_synced() {
             return None;
@@ -136,11 +286,25 @@ impl MetadataService {
             p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node_name)
         });
         let services = self.shared.services.state();
-        let index = PodIndex::build(
+        let live = PodIndex::build(
             pods.iter().map(AsRef::as_ref),
             services.iter().map(AsRef::as_ref),
-        );
-        Some((index, generation))
+        )
+        .into_pods();
+        let live_uids: HashSet<&str> = live.iter().map(|p| p.uid.as_str()).collect();
+        let gone: Vec<PodInfo> = self
+            .shared
+            .terminated
+            .lock()
+            .on_node(node_name, now_unix_ms())
+            .filter(|p| !live_uids.contains(p.uid.as_str()))
+            .cloned()
+            .collect();
+        // Live pods last: they win a (never expected) container ID clash.
+        Some((
+            PodIndex::from_pods(gone.into_iter().chain(live)),
+            generation,
+        ))
     }
 
     pub fn into_server(self) -> MetadataServer<Self> {
@@ -159,10 +323,13 @@ where
         .modify(|o: &mut K| o.managed_fields_mut().clear())
 }
 
+/// Follows `events` (already applied to the store), calling `on_event` with each before counting
+/// it as a change.
 async fn drive<K>(
     kind: &'static str,
     events: impl Stream<Item = watcher::Result<watcher::Event<K>>>,
-    shared: std::sync::Weak<Shared>,
+    shared: Weak<Shared>,
+    on_event: fn(&Shared, &watcher::Event<K>),
 ) {
     let mut events = std::pin::pin!(events);
     while let Some(event) = events.next().await {
@@ -170,7 +337,8 @@ async fn drive<K>(
             return;
         };
         match event {
-            Ok(_) => {
+            Ok(event) => {
+                on_event(&shared, &event);
                 shared.generation.fetch_add(1, Ordering::AcqRel);
             }
             Err(e) => {
@@ -178,6 +346,89 @@ async fn drive<K>(
                 tracing::warn!("{error}");
                 *shared.last_error.lock() = Some(error);
             }
+        }
+    }
+}
+
+/// Keeps deleted pods: those of `Delete` events, and those a re-list no longer returns.
+fn on_pod_event(shared: &Shared, event: &watcher::Event<Pod>) {
+    match event {
+        watcher::Event::Delete(pod) => shared.record_gone([pod]),
+        // The reflector swaps the store only at `InitDone`: here it still holds the pods before.
+        watcher::Event::Init => *shared.before_relist.lock() = Some(shared.pods.state()),
+        watcher::Event::InitDone => {
+            if let Some(before) = shared.before_relist.lock().take() {
+                let gone = gone_after_relist(&before, &shared.pods.state());
+                shared.record_gone(gone.iter().map(AsRef::as_ref));
+            }
+        }
+        watcher::Event::Apply(_) | watcher::Event::InitApply(_) => {}
+    }
+}
+
+/// The pods of `before` (by UID) that `after` does not have.
+fn gone_after_relist(before: &[Arc<Pod>], after: &[Arc<Pod>]) -> Vec<Arc<Pod>> {
+    let after: HashSet<&str> = after
+        .iter()
+        .filter_map(|p| p.metadata.uid.as_deref())
+        .collect();
+    before
+        .iter()
+        .filter(|p| {
+            p.metadata
+                .uid
+                .as_deref()
+                .is_some_and(|uid| !after.contains(uid))
+        })
+        .cloned()
+        .collect()
+}
+
+/// Drops deleted pods past their window every `every`, bumping the generation so that PEMs fetch
+/// the shorter list.
+async fn expire_history(shared: Weak<Shared>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let expired = shared.terminated.lock().expire(now_unix_ms());
+        if expired > 0 {
+            tracing::debug!(expired, "deleted pods past the retention window dropped");
+            shared.generation.fetch_add(1, Ordering::AcqRel);
+            shared.history_changed();
+        }
+    }
+}
+
+/// Writes the history [`SAVE_DEBOUNCE`] after each change; logs a failing disk once per outage
+/// and retries.
+async fn write_history(shared: Weak<Shared>, wanted: Arc<Notify>) {
+    let mut failing = false;
+    loop {
+        wanted.notified().await;
+        tokio::time::sleep(SAVE_DEBOUNCE).await;
+        let Some(strong) = shared.upgrade() else {
+            return;
+        };
+        let saved = tokio::task::spawn_blocking(move || strong.save()).await;
+        match saved {
+            Ok(Ok(())) => {
+                if failing {
+                    tracing::info!("terminated-pod history written again");
+                    failing = false;
+                }
+            }
+            Ok(Err(e)) => {
+                if !failing {
+                    tracing::warn!("{e}; retrying every {SAVE_RETRY:?}");
+                    failing = true;
+                }
+                wanted.notify_one();
+                tokio::time::sleep(SAVE_RETRY).await;
+            }
+            // The blocking pool is shutting down with the runtime.
+            Err(_) => return,
         }
     }
 }
@@ -227,17 +478,25 @@ impl Metadata for MetadataService {
             pods: self.shared.pods.len() as u64,
             services: self.shared.services.len() as u64,
             generation: self.generation(),
+            terminated_pods: self.terminated_pods() as u64,
         }))
     }
 }
 
 /// Serves the API on `listener` until `shutdown` completes.
+/// Serves the API on `listener` until `shutdown` completes; with `tls`, only to clients holding a
+/// certificate of the Vizier's CA (the PEMs).
 pub async fn serve(
     listener: TcpListener,
     service: MetadataService,
+    tls: Option<&ServiceTls>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls.server_config())?;
+    }
+    builder
         .add_service(service.into_server())
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
         .await
@@ -253,6 +512,31 @@ mod tests {
     #[derive(Debug, thiserror::Error)]
     #[error("inner detail")]
     struct Inner(#[source] std::io::Error);
+
+    fn pod(uid: &str) -> Arc<Pod> {
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "metadata": { "namespace": "ns", "name": format!("p-{uid}"), "uid": uid },
+            }))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn pods_missing_from_a_relist_were_deleted() {
+        let before = [pod("a"), pod("b"), pod("c")];
+        // b was deleted while the watch was down; d is new; c was deleted and re-created under its
+        // name (a new UID).
+        let mut recreated = (*pod("c2")).clone();
+        recreated.metadata.name = Some("p-c".into());
+        let after = [pod("a"), pod("d"), Arc::new(recreated)];
+        let gone: Vec<_> = gone_after_relist(&before, &after)
+            .iter()
+            .map(|p| p.metadata.uid.clone().unwrap())
+            .collect();
+        assert_eq!(gone, ["b", "c"]);
+        assert!(gone_after_relist(&[], &after).is_empty());
+    }
 
     #[test]
     fn error_chain_names_the_root_cause_once() {

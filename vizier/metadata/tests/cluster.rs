@@ -1,6 +1,7 @@
 //! The metadata service against a real control plane: pods on a kwok node come back from `ListPods`
-//! with their Services, leave when deleted, and a PEM's `K8sMetadata` names a process's pod from its
-//! cgroup.
+//! with their Services, stay listed as terminated when deleted (across a restart of the service with
+//! a file store), and a PEM's `K8sMetadata` names a process's pod from its cgroup, deleted or not,
+//! over mutual TLS.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -8,28 +9,88 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use pixie_engine::{ClientTls, ServiceTls};
 use pixie_metadata::proto::metadata_client::MetadataClient;
 use pixie_metadata::proto::{self, ListPodsRequest};
-use pixie_metadata::{K8sMetadata, MetadataService, serve};
+use pixie_metadata::{
+    HISTORY_FILE, HistoryStore, K8sMetadata, MetadataConfig, MetadataService, serve,
+};
 use pixie_pxl::{MetadataField, MetadataResolver};
 use pixie_tests::{TestCluster, eventually};
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-async fn start_service(client: kube::Client) -> (MetadataService, SocketAddr) {
+async fn start_service(
+    client: kube::Client,
+    tls: Option<&ServiceTls>,
+) -> (MetadataService, SocketAddr) {
     let service = MetadataService::watch(client);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve(listener, service.clone(), std::future::pending()));
+    let (served, tls) = (service.clone(), tls.cloned());
+    tokio::spawn(
+        async move { serve(listener, served, tls.as_ref(), std::future::pending()).await },
+    );
     (service, addr)
 }
 
-async fn api_client(addr: SocketAddr) -> MetadataClient<Channel> {
-    MetadataClient::connect(format!("http://{addr}"))
+/// A service that can be stopped: send on `stop`, then await `served`.
+struct Running {
+    service: MetadataService,
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    served: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+async fn start_stoppable(client: kube::Client, config: MetadataConfig) -> Running {
+    let service = MetadataService::watch_with(client, config);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = tokio::spawn(serve(listener, service.clone(), None, async {
+        let _ = stopped.await;
+    }));
+    Running {
+        service,
+        addr,
+        stop,
+        served,
+    }
+}
+
+async fn wait_synced(api: &MetadataClient<Channel>) {
+    eventually("metadata service synced", WAIT, || {
+        let mut api = api.clone();
+        async move {
+            api.health(proto::HealthRequest {})
+                .await
+                .map(|_| ())
+                .map_err(|s| s.to_string())
+        }
+    })
+    .await;
+}
+
+async fn first_node(client: &kube::Client) -> String {
+    let nodes = Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
         .await
-        .unwrap()
+        .unwrap();
+    nodes
+        .items
+        .iter()
+        .filter_map(|n| n.metadata.name.clone())
+        .min()
+        .expect("the test cluster has nodes")
+}
+
+async fn api_client(addr: SocketAddr, tls: Option<&ClientTls>) -> MetadataClient<Channel> {
+    let endpoint = pixie_engine::client::endpoint(&addr.to_string(), tls).unwrap();
+    MetadataClient::new(endpoint.connect().await.unwrap())
 }
 
 fn pod(name: &str, node: &str, labels: &[(&str, &str)], containers: &[&str]) -> Pod {
@@ -137,8 +198,12 @@ async fn node_pods_come_with_their_services_and_resolve_processes_to_pods() {
     node_names.sort();
     let (node, other_node) = (node_names[0].clone(), node_names[1].clone());
 
-    let (_service, addr) = start_service(client.clone()).await;
-    let mut api = api_client(addr).await;
+    // The PEMs and the metadata service talk over mutual TLS, as in a Vizier.
+    let certs = tempfile::tempdir().unwrap();
+    pixie_tests::private_ca(&["localhost"]).write_service_tls(certs.path());
+    let tls = ServiceTls::load(certs.path()).unwrap();
+    let (_service, addr) = start_service(client.clone(), Some(&tls)).await;
+    let mut api = api_client(addr, Some(tls.client())).await;
     eventually("metadata service synced", WAIT, || {
         let mut api = api.clone();
         async move {
@@ -260,6 +325,7 @@ async fn node_pods_come_with_their_services_and_resolve_processes_to_pods() {
         &node,
         proc_root.path(),
         Duration::from_millis(200),
+        Some(tls.client()),
     )
     .unwrap();
     let upid = "0:4242:777";
@@ -296,32 +362,195 @@ async fn node_pods_come_with_their_services_and_resolve_processes_to_pods() {
     assert_eq!(field("0:17:777", MetadataField::Node), Some(node.clone()));
     assert_eq!(field("0:4242:778", MetadataField::Pod), None);
 
-    // Deleted pods leave the list, and their processes' pod with them.
+    // A deleted pod stays listed, terminated, with its containers: its processes' rows still
+    // resolve, even for a PEM that first asks after the deletion.
     pods.delete("web-0", &DeleteParams::default().grace_period(0))
         .await
         .unwrap();
-    eventually(
-        "web-0 gone from the list and from the resolver",
-        WAIT,
-        || {
-            let mut api = api.clone();
-            let (node, ns) = (node.clone(), ns.clone());
-            let resolved = meta.resolve(upid, MetadataField::Pod);
+    let listed = eventually("web-0 listed as terminated", WAIT, || {
+        let mut api = api.clone();
+        let (node, ns) = (node.clone(), ns.clone());
+        async move {
+            let pods = pods_of(&mut api, &node, &ns).await?;
+            let terminated: Vec<_> = pods
+                .iter()
+                .map(|p| (p.name.as_str(), p.terminated))
+                .collect();
+            if terminated == [("db-0", false), ("web-0", true)] {
+                Ok(pods)
+            } else {
+                Err(format!("{pods:?}"))
+            }
+        }
+    })
+    .await;
+    let gone = &listed[1];
+    assert_ne!(gone.stopped_at_unix_ms, 0);
+    assert_eq!(gone.services, [format!("{ns}/shop"), format!("{ns}/web")]);
+    assert!(gone.containers.iter().any(|c| &c.id == nginx_id));
+    let health = api
+        .health(proto::HealthRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(health.terminated_pods >= 1, "{health:?}");
+    let late_pem = K8sMetadata::connect_with_proc_root(
+        &addr.to_string(),
+        &node,
+        proc_root.path(),
+        Duration::from_millis(200),
+        Some(tls.client()),
+    )
+    .unwrap();
+    for (pem, what) in [
+        (
+            &meta,
+            "the nginx process still resolves to the deleted web-0",
+        ),
+        (
+            &late_pem,
+            "a PEM started after the deletion resolves web-0's process",
+        ),
+    ] {
+        eventually(what, WAIT, || {
+            let got = pem.resolve(upid, MetadataField::Service);
+            let want = format!(r#"["{ns}/shop","{ns}/web"]"#);
             async move {
-                let names: Vec<_> = pods_of(&mut api, &node, &ns)
-                    .await?
-                    .into_iter()
-                    .map(|p| p.name)
-                    .collect();
-                if names == ["db-0"] && resolved.is_none() {
+                if got.as_deref() == Some(want.as_str()) {
                     Ok(())
                 } else {
-                    Err(format!("{names:?} {resolved:?}"))
+                    Err(format!("{got:?}"))
                 }
             }
+        })
+        .await;
+        assert_eq!(
+            pem.resolve(upid, MetadataField::Pod),
+            Some(format!("{ns}/web-0"))
+        );
+    }
+    let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(client)
+        .delete(&ns, &DeleteParams::default())
+        .await;
+}
+
+#[tokio::test]
+async fn deleted_pods_survive_a_restart_of_the_service_with_a_file_store() {
+    let cluster = TestCluster::shared();
+    let client = cluster.client().await;
+    let ns = cluster.fresh_namespace(&client, "metadata-store").await;
+    let node = first_node(&client).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = MetadataConfig {
+        retain_terminated: Duration::from_secs(3600),
+        store: HistoryStore::File(dir.path().to_owned()),
+    };
+
+    let first = start_stoppable(client.clone(), config.clone()).await;
+    let api = api_client(first.addr, None).await;
+    wait_synced(&api).await;
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    pods.create(
+        &PostParams::default(),
+        &pod("crashy-0", &node, &[("app", "crashy")], &["app"]),
+    )
+    .await
+    .unwrap();
+    let ids = set_container_ids(&pods, "crashy-0").await;
+    let listed_as = |api: &MetadataClient<Channel>, terminated: bool| {
+        let api = api.clone();
+        let (node, ns, id) = (node.clone(), ns.clone(), ids["app"].clone());
+        move || {
+            let mut api = api.clone();
+            let (node, ns, id) = (node.clone(), ns.clone(), id.clone());
+            async move {
+                let pods = pods_of(&mut api, &node, &ns).await?;
+                match pods.as_slice() {
+                    [p] if p.name == "crashy-0"
+                        && p.terminated == terminated
+                        && p.containers.iter().any(|c| c.id == id) =>
+                    {
+                        Ok(p.clone())
+                    }
+                    _ => Err(format!("{pods:?}")),
+                }
+            }
+        }
+    };
+    let live = eventually("crashy-0 listed running", WAIT, listed_as(&api, false)).await;
+    assert_eq!(live.stopped_at_unix_ms, 0);
+
+    pods.delete("crashy-0", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    let gone = eventually("crashy-0 listed as terminated", WAIT, listed_as(&api, true)).await;
+    assert_ne!(gone.stopped_at_unix_ms, 0);
+    assert_eq!(gone.uid, live.uid);
+    // Written within the debounce, without waiting for the shutdown.
+    let file = dir.path().join(HISTORY_FILE);
+    eventually("the history file names crashy-0", WAIT, || {
+        let text = std::fs::read_to_string(&file).map_err(|e| e.to_string());
+        let uid = live.uid.clone();
+        async move {
+            let text = text?;
+            if text.contains(&uid) {
+                Ok(())
+            } else {
+                Err(text)
+            }
+        }
+    })
+    .await;
+
+    // Stopped as `vizier metadata` stops: serving ends, the history is written, the service goes.
+    let Running {
+        service,
+        stop,
+        served,
+        ..
+    } = first;
+    stop.send(()).unwrap();
+    served.await.unwrap().unwrap();
+    service.save_history().await.unwrap();
+    drop((service, api));
+
+    let second = start_stoppable(client.clone(), config).await;
+    // Other tests delete pods too: at least crashy-0.
+    assert!(
+        second.service.terminated_pods() >= 1,
+        "loaded before the first list"
+    );
+    let api = api_client(second.addr, None).await;
+    wait_synced(&api).await;
+    let kept = eventually(
+        "crashy-0 still listed as terminated after the restart",
+        WAIT,
+        listed_as(&api, true),
+    )
+    .await;
+    assert_eq!(kept, gone);
+
+    // A corrupt file is ignored: the service starts with no history rather than failing. (Its own
+    // directory: the second service may still write its history to the first.)
+    let corrupt = tempfile::tempdir().unwrap();
+    std::fs::write(corrupt.path().join(HISTORY_FILE), b"{not json").unwrap();
+    let third = start_stoppable(
+        client.clone(),
+        MetadataConfig {
+            retain_terminated: Duration::from_secs(3600),
+            store: HistoryStore::File(corrupt.path().to_owned()),
         },
     )
     .await;
+    assert_eq!(third.service.terminated_pods(), 0);
+    let api = api_client(third.addr, None).await;
+    wait_synced(&api).await;
+    assert!(
+        pods_of(&mut api.clone(), &node, &ns)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(client)
         .delete(&ns, &DeleteParams::default())
         .await;
@@ -336,8 +565,8 @@ async fn an_unreachable_api_server_keeps_the_service_unready_and_says_why() {
         .unwrap()
         .port();
     let config = kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap());
-    let (service, addr) = start_service(kube::Client::try_from(config).unwrap()).await;
-    let mut api = api_client(addr).await;
+    let (service, addr) = start_service(kube::Client::try_from(config).unwrap(), None).await;
+    let mut api = api_client(addr, None).await;
     let status = eventually("Health names the watch failure", WAIT, || {
         let mut api = api.clone();
         async move {

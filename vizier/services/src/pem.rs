@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use pixie_engine::ServiceTls;
 use pixie_store::tables::{self, conn_stats, http_events, process_stats};
 
 use crate::collect::{self, CollectorArgs, parse_duration};
@@ -66,7 +67,13 @@ pub fn run(mut args: PemArgs) -> anyhow::Result<()> {
         let mut collector = collect::start_collector(&args.collector, &store)?;
         let serving = match args.listen {
             Some(listen) => {
-                let api = query_api::store_api(&store, &args.engine, &args.metadata, &node)?;
+                let api = query_api::store_api(
+                    &store,
+                    &args.engine,
+                    &args.metadata,
+                    &node,
+                    tls.as_ref().map(ServiceTls::client),
+                )?;
                 let serving = Serving::start(listen, api, tls.as_ref()).await?;
                 // On stdout, for scripts and tests that start us on port 0.
                 println!("vizier pem listening on {}", serving.addr());

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use pixie_engine::proto::vizier_service_server::VizierService;
 use pixie_engine::server::{self, VizierApi};
-use pixie_engine::{Engine, EngineConfig, ProcMetadata, ServiceTls};
+use pixie_engine::{ClientTls, Engine, EngineConfig, ProcMetadata, ServiceTls};
 use pixie_metadata::K8sMetadata;
 use pixie_pxl::MetadataResolver;
 use pixie_store::TableStore;
@@ -69,23 +69,28 @@ pub struct MetadataArgs {
 impl MetadataArgs {
     /// The resolver for processes on `node_name`; call inside the runtime (it refreshes the node's
     /// pods in the background).
-    fn resolver(&self, node_name: &str) -> anyhow::Result<Arc<dyn MetadataResolver>> {
+    fn resolver(
+        &self,
+        node_name: &str,
+        tls: Option<&ClientTls>,
+    ) -> anyhow::Result<Arc<dyn MetadataResolver>> {
         Ok(match &self.metadata_addr {
-            Some(addr) => Arc::new(K8sMetadata::connect(addr, node_name)?),
+            Some(addr) => Arc::new(K8sMetadata::connect(addr, node_name, tls)?),
             None => Arc::new(ProcMetadata::new().with_node_name(node_name)),
         })
     }
 }
 
-/// The API over this host's `store`: `df.ctx` from `metadata`, and `node_name` as the node of its
-/// processes and in `Health`.
+/// The API over this host's `store`: `df.ctx` from `metadata` (reached over mutual TLS with
+/// `tls`), and `node_name` as the node of its processes and in `Health`.
 pub fn store_api(
     store: &TableStore,
     engine: &EngineArgs,
     metadata: &MetadataArgs,
     node_name: &str,
+    tls: Option<&ClientTls>,
 ) -> anyhow::Result<VizierApi> {
-    let engine = Engine::new(store, metadata.resolver(node_name)?, engine.config())
+    let engine = Engine::new(store, metadata.resolver(node_name, tls)?, engine.config())
         .context("starting the query engine")?;
     Ok(VizierApi::new(Arc::new(engine), store.clone()).with_node_name(node_name))
 }
@@ -163,11 +168,11 @@ mod tests {
         let k8s =
             Cli::try_parse_from(["pem", "--metadata-addr", "vizier-metadata-svc.pl.svc:50400"])
                 .unwrap();
-        let resolver = format!("{:?}", k8s.metadata.resolver("node-a").unwrap());
+        let resolver = format!("{:?}", k8s.metadata.resolver("node-a", None).unwrap());
         assert!(resolver.starts_with("K8sMetadata"), "{resolver}");
         assert!(resolver.contains("node-a"), "{resolver}");
         let local = Cli::try_parse_from(["pem"]).unwrap();
-        let resolver = format!("{:?}", local.metadata.resolver("node-a").unwrap());
+        let resolver = format!("{:?}", local.metadata.resolver("node-a", None).unwrap());
         assert!(resolver.starts_with("ProcMetadata"), "{resolver}");
     }
 }

@@ -34,7 +34,7 @@ pub fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         // Attach first: a Vizier that cannot collect must not look healthy.
         let collector = collect::start_collector(&args.collector, &store)?;
         let node = query_api::node_name(args.collector.node_name());
-        let api = query_api::store_api(&store, &args.engine, &args.metadata, &node)?;
+        let api = query_api::store_api(&store, &args.engine, &args.metadata, &node, None)?;
         let serving = Serving::start(args.listen, api, None).await?;
         let addr = serving.addr();
         // On stdout, for scripts and tests that start us on port 0.
