@@ -68,7 +68,8 @@ pub struct VizierFlags {
     /// Which data scripts may read.
     #[arg(long, value_enum, ignore_case = true)]
     pub data_access: Option<DataAccessFlag>,
-    /// Keep the metadata service's state in etcd rather than a PersistentVolume.
+    /// Run the metadata service without a PersistentVolumeClaim (spec.useEtcdOperator, Pixie's
+    /// name): its history of deleted pods is then lost when it restarts.
     #[arg(long)]
     pub use_etcd_operator: bool,
     /// Stay on the deployed version when Pixie Cloud publishes a new one.

@@ -92,9 +92,13 @@ pub struct VizierSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disable_auto_update: Option<bool>,
 
-    /// When true, the metadata service keeps its state in an etcd cluster instead of a
-    /// PersistentVolume. The operator turns this on by itself when the cluster has no usable
-    /// default StorageClass. Defaults to false.
+    /// When true, the metadata service runs as a Deployment without a PersistentVolumeClaim, so its
+    /// history of terminated pods is kept in memory and does not survive a restart (the rest of
+    /// its state is rebuilt from the Kubernetes API). No etcd is deployed; the field keeps the
+    /// name Pixie gave it.
+    /// The operator also runs it this way, without changing this field, when the cluster has no
+    /// single default StorageClass, and keeps an existing metadata service on its current
+    /// backend. Defaults to false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub use_etcd_operator: Option<bool>,
 

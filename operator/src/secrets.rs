@@ -19,7 +19,7 @@ use rcgen::{
 use crate::error::Error;
 use crate::render::common::meta;
 use crate::render::{
-    CLUSTER_SECRETS, ETCD, KELVIN_SERVICE, METADATA_SERVICE, NATS, PEM_SERVICE, QUERY_BROKER_SERVICE, TLS_SECRET,
+    CLUSTER_SECRETS, KELVIN_SERVICE, METADATA_SERVICE, NATS, PEM_SERVICE, QUERY_BROKER_SERVICE, TLS_SECRET,
 };
 use crate::validate::Inputs;
 
@@ -39,18 +39,15 @@ pub fn cluster_secrets(inputs: &Inputs) -> Secret {
     }
 }
 
-/// The DNS names the server certificate covers: every Vizier Service, short and qualified, and the
-/// etcd members' peer names.
+/// The DNS names the server certificate covers: every Vizier Service, short and qualified.
 pub fn server_names(namespace: &str) -> Vec<String> {
     let mut names = vec!["localhost".to_owned()];
-    for service in [NATS, METADATA_SERVICE, QUERY_BROKER_SERVICE, KELVIN_SERVICE, PEM_SERVICE, ETCD, "pl-etcd-client"] {
+    for service in [NATS, METADATA_SERVICE, QUERY_BROKER_SERVICE, KELVIN_SERVICE, PEM_SERVICE] {
         names.push(service.to_owned());
         names.push(format!("{service}.{namespace}"));
         names.push(format!("{service}.{namespace}.svc"));
         names.push(format!("{service}.{namespace}.svc.cluster.local"));
     }
-    names.push(format!("*.{ETCD}.{namespace}.svc"));
-    names.push(format!("*.{ETCD}.{namespace}.svc.cluster.local"));
     names
 }
 
@@ -157,7 +154,7 @@ mod tests {
             uid: "uid-1".into(),
             version: "0.14.7".into(),
             cluster_name: "c".into(),
-            backend: MetadataBackend::Etcd,
+            backend: MetadataBackend::Memory,
             default_registry: "reg".into(),
             spec: Default::default(),
             patches: Default::default(),
@@ -187,10 +184,13 @@ mod tests {
     }
 
     #[test]
-    fn server_certificate_names_cover_services_and_etcd_peers() {
+    fn server_certificate_names_cover_every_service_and_nothing_else() {
         let names = server_names("pl");
         assert!(names.contains(&"pl-nats.pl.svc".to_owned()));
-        assert!(names.contains(&"*.pl-etcd.pl.svc".to_owned()));
         assert!(names.contains(&"vizier-metadata-svc.pl.svc.cluster.local".to_owned()));
+        assert!(names.contains(&"vizier-pem-svc.pl".to_owned()));
+        // localhost and four names for each of the five Services; no wildcards.
+        assert_eq!(names.len(), 1 + 4 * 5);
+        assert!(!names.iter().any(|n| n.contains('*')), "{names:?}");
     }
 }

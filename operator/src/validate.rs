@@ -12,13 +12,17 @@ use crate::quantity;
 use crate::render::patch;
 use crate::version::{self, CloudLatest, Resolution};
 
-/// Where the metadata service keeps its state. Pixie: a PVC-backed StatefulSet, unless
-/// `useEtcdOperator` is set or the cluster has no usable default StorageClass, in which case a
-/// Deployment backed by an in-namespace etcd (`pl-etcd`).
+/// Where the metadata service keeps its terminated-pod history (the rest of its state is rebuilt
+/// from the API server). Pixie: a PVC-backed StatefulSet, unless `useEtcdOperator` is set or the
+/// cluster has no usable default StorageClass, in which case Pixie runs an etcd cluster. Our
+/// metadata service has no etcd client, so there it runs as a Deployment keeping the history in
+/// memory, lost on a restart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetadataBackend {
+    /// StatefulSet `vizier-metadata` with the PVC `metadata-pv-claim`.
     Persistent,
-    Etcd,
+    /// Deployment `vizier-metadata`, no volume.
+    Memory,
 }
 
 /// What the cluster says about the metadata backend; see [`choose_backend`].
@@ -33,21 +37,22 @@ pub struct BackendFacts {
 /// Chooses the metadata backend. Pixie decides on the first deploy and then writes
 /// `useEtcdOperator` into the spec; this operator never writes the spec, so the choice is kept by
 /// looking at what already runs: an existing PVC or StatefulSet stays persistent, an existing
-/// metadata Deployment stays on etcd. `useEtcdOperator: true` always selects etcd.
+/// metadata Deployment stays in memory. `useEtcdOperator: true` (Pixie's "no PVC") always selects
+/// memory.
 pub fn choose_backend(use_etcd_operator: Option<bool>, facts: BackendFacts) -> (MetadataBackend, &'static str) {
     if use_etcd_operator == Some(true) {
-        return (MetadataBackend::Etcd, "spec.useEtcdOperator is true");
+        return (MetadataBackend::Memory, "spec.useEtcdOperator is true: no metadata volume");
     }
     if facts.metadata_pvc_exists || facts.metadata_statefulset_exists {
         return (MetadataBackend::Persistent, "the metadata volume already exists");
     }
     if facts.metadata_deployment_exists {
-        return (MetadataBackend::Etcd, "metadata already runs on etcd");
+        return (MetadataBackend::Memory, "metadata already runs as a Deployment without a volume");
     }
     if facts.default_storage_classes == 1 {
         (MetadataBackend::Persistent, "the cluster has a default StorageClass")
     } else {
-        (MetadataBackend::Etcd, "the cluster has no single default StorageClass for the metadata volume")
+        (MetadataBackend::Memory, "the cluster has no single default StorageClass for the metadata volume")
     }
 }
 
@@ -205,16 +210,16 @@ mod tests {
     #[test]
     fn backend_choice_is_sticky_and_follows_pixie() {
         let none = BackendFacts::default();
-        assert_eq!(choose_backend(None, none).0, MetadataBackend::Etcd);
+        assert_eq!(choose_backend(None, none).0, MetadataBackend::Memory);
         let one_class = BackendFacts { default_storage_classes: 1, ..none };
         assert_eq!(choose_backend(None, one_class).0, MetadataBackend::Persistent);
         assert_eq!(choose_backend(Some(false), one_class).0, MetadataBackend::Persistent);
-        assert_eq!(choose_backend(Some(true), one_class).0, MetadataBackend::Etcd);
+        assert_eq!(choose_backend(Some(true), one_class).0, MetadataBackend::Memory);
         let two_classes = BackendFacts { default_storage_classes: 2, ..none };
-        assert_eq!(choose_backend(None, two_classes).0, MetadataBackend::Etcd);
+        assert_eq!(choose_backend(None, two_classes).0, MetadataBackend::Memory);
         // Once chosen, the cluster's storage classes no longer matter.
-        let on_etcd = BackendFacts { metadata_deployment_exists: true, ..one_class };
-        assert_eq!(choose_backend(None, on_etcd).0, MetadataBackend::Etcd);
+        let in_memory = BackendFacts { metadata_deployment_exists: true, ..one_class };
+        assert_eq!(choose_backend(None, in_memory).0, MetadataBackend::Memory);
         let on_pvc = BackendFacts { metadata_pvc_exists: true, ..none };
         assert_eq!(choose_backend(None, on_pvc).0, MetadataBackend::Persistent);
     }

@@ -287,8 +287,9 @@ async fn the_sample_vizier_deploys_every_workload_and_turns_ready() {
     let expected: BTreeSet<String> =
         ["kelvin", "vizier-cloud-connector", "vizier-metadata", "vizier-query-broker"].map(String::from).into();
     assert_eq!(deployments, expected);
-    // No default StorageClass here, so metadata runs on etcd, as Pixie would choose.
-    assert_eq!(names::<StatefulSet>(&client, &ns, &selector).await, ["pl-etcd", "pl-nats"].map(String::from).into());
+    // No default StorageClass here, so metadata runs as a Deployment without a volume (where Pixie
+    // would choose etcd); NATS is the only StatefulSet.
+    assert_eq!(names::<StatefulSet>(&client, &ns, &selector).await, ["pl-nats"].map(String::from).into());
     let pem = Api::<DaemonSet>::namespaced(client.clone(), &ns).get("vizier-pem").await.unwrap();
     assert_eq!(pem.status.as_ref().unwrap().desired_number_scheduled, 3);
     let pems = pem_pods(&client, &ns).await;
@@ -496,8 +497,8 @@ async fn a_killed_operator_converges_without_duplicates_and_idles_without_writes
         let count = |prefix: &str| all.iter().filter(|o| o.starts_with(prefix)).count();
         let found = (count("Deployment/"), count("ReplicaSet/"), count("Pod/"));
         // 3 Deployments (metadata, broker, kelvin) with one ReplicaSet each; pods: 3 of them,
-        // 1 NATS, 3 etcd, 3 PEMs.
-        if found == (3, 3, 10) { Ok(()) } else { Err(format!("{found:?}: {all:?}")) }
+        // 1 NATS, 3 PEMs.
+        if found == (3, 3, 7) { Ok(()) } else { Err(format!("{found:?}: {all:?}")) }
     })
     .await;
 

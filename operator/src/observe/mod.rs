@@ -149,7 +149,7 @@ pub fn observe(facts: &Facts<'_>) -> Observation {
     // 3. Kernels.
     findings.extend(kernel::check(facts.nodes));
 
-    // 4. Control-plane pods (NATS, etcd and the cloud connector have their own checks below).
+    // 4. Control-plane pods (NATS and the cloud connector have their own checks below).
     let control: Vec<&Pod> = facts
         .pods
         .iter()
@@ -176,15 +176,7 @@ pub fn observe(facts: &Facts<'_>) -> Observation {
         Some(_) => {}
     }
 
-    // 6. etcd.
-    if facts.inputs.backend == MetadataBackend::Etcd {
-        let crashing: Vec<_> = pods_of(Component::Etcd).into_iter().filter(|p| failing(p)).map(pod_name).collect();
-        if !crashing.is_empty() {
-            findings.push(Finding::new("EtcdPodsCrashing", format!("etcd pods failing: {}", crashing.join(", "))));
-        }
-    }
-
-    // 7 and 8. PEMs: scheduling for memory, then crashes.
+    // 6 and 7. PEMs: scheduling for memory, then crashes.
     let pems = pods_of(Component::Pem);
     let short_of_memory: Vec<_> =
         pems.iter().filter(|p| unschedulable(p).is_some_and(|m| m.contains("Insufficient memory"))).collect();
@@ -214,7 +206,7 @@ pub fn observe(facts: &Facts<'_>) -> Observation {
         ));
     }
 
-    // 9. The cloud connector.
+    // 8. The cloud connector.
     if facts.inputs.cloud_enabled() {
         let (secret, _) = facts.inputs.deploy_key_secret();
         if facts.deploy_key_secret_ok == Some(false) {

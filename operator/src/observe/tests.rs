@@ -112,7 +112,7 @@ fn settled() -> BTreeMap<(Kind, String), Value> {
 
 #[test]
 fn a_healthy_vizier_has_no_findings() {
-    let inputs = inputs(MetadataBackend::Etcd, false);
+    let inputs = inputs(MetadataBackend::Memory, false);
     let observation = observe_with(&inputs, &settled(), &healthy_pods(3));
     assert_eq!(reasons(&observation), Vec::<&str>::new());
     assert!(observation.rolled_out());
@@ -120,7 +120,7 @@ fn a_healthy_vizier_has_no_findings() {
 
 #[test]
 fn pem_failures_are_degraded_by_share() {
-    let inputs = inputs(MetadataBackend::Etcd, false);
+    let inputs = inputs(MetadataBackend::Memory, false);
     let mut pods = healthy_pods(4);
     pods[4] = crashing(pods[4].clone());
     assert_eq!(reasons(&observe_with(&inputs, &settled(), &pods)), Vec::<&str>::new(), "1 of 4 is 25%, not more");
@@ -138,7 +138,7 @@ fn pem_failures_are_degraded_by_share() {
 
 #[test]
 fn a_failed_pod_phase_counts_as_failing() {
-    let inputs = inputs(MetadataBackend::Etcd, false);
+    let inputs = inputs(MetadataBackend::Memory, false);
     let mut pods = healthy_pods(1);
     pods[4] = pod("vizier-pem-0", Component::Pem, "Failed");
     assert_eq!(reasons(&observe_with(&inputs, &settled(), &pods)), vec!["PEMsAllFailing"]);
@@ -157,7 +157,7 @@ fn meant_for(mut pod: Pod, node: &str) -> Pod {
 
 #[test]
 fn pems_short_of_memory_are_one_degraded_reason_naming_count_and_nodes() {
-    let inputs = inputs(MetadataBackend::Etcd, false);
+    let inputs = inputs(MetadataBackend::Memory, false);
     let mut pods = healthy_pods(2);
     pods[4] = unschedulable(meant_for(pods[4].clone(), "node-a"), "0/3 nodes are available: 3 Insufficient memory.");
     let observation = observe_with(&inputs, &settled(), &pods);
@@ -176,8 +176,8 @@ fn pems_short_of_memory_are_one_degraded_reason_naming_count_and_nodes() {
 }
 
 #[test]
-fn control_plane_nats_and_etcd_checks() {
-    let inputs = inputs(MetadataBackend::Etcd, false);
+fn control_plane_and_nats_checks() {
+    let inputs = inputs(MetadataBackend::Memory, false);
     let mut pods = healthy_pods(1);
     pods[2] = unschedulable(pods[2].clone(), "0/3 nodes are available: 3 node(s) had untolerated taint {a: b}.");
     assert_eq!(reasons(&observe_with(&inputs, &settled(), &pods)), vec!["ControlPlaneFailedToScheduleBecauseOfTaints"]);
@@ -192,15 +192,11 @@ fn control_plane_nats_and_etcd_checks() {
     let mut pods = healthy_pods(1);
     pods[0] = crashing(pods[0].clone());
     assert_eq!(reasons(&observe_with(&inputs, &settled(), &pods)), vec!["NATSPodFailed"]);
-
-    let mut pods = healthy_pods(1);
-    pods.push(crashing(pod("pl-etcd-1", Component::Etcd, "Running")));
-    assert_eq!(reasons(&observe_with(&inputs, &settled(), &pods)), vec!["EtcdPodsCrashing"]);
 }
 
 #[test]
 fn missing_or_pending_pods_are_not_reported_while_rolling_out() {
-    let inputs = inputs(MetadataBackend::Etcd, false);
+    let inputs = inputs(MetadataBackend::Memory, false);
     let rolling = BTreeMap::from([((Kind::Deployment, "kelvin".to_owned()), deployment(2, 0))]);
     let mut pods = healthy_pods(1);
     pods.remove(0);
@@ -213,7 +209,7 @@ fn missing_or_pending_pods_are_not_reported_while_rolling_out() {
 
 #[test]
 fn the_cloud_connector_and_its_deploy_key() {
-    let inputs = inputs(MetadataBackend::Etcd, true);
+    let inputs = inputs(MetadataBackend::Memory, true);
     let observation = observe_with(&inputs, &settled(), &healthy_pods(1));
     assert_eq!(reasons(&observation), vec!["CloudConnectorMissing"]);
     assert_eq!(observation.findings[0].severity(), Severity::Disconnected);
@@ -242,7 +238,7 @@ fn the_metadata_volume_and_certificates() {
     objects.insert((Kind::PersistentVolumeClaim, METADATA_PVC.to_owned()), json!({"status": {"phase": "Bound"}}));
     assert_eq!(reasons(&observe_with(&inputs, &objects, &healthy_pods(1))), Vec::<&str>::new());
 
-    let inputs = super::tests::inputs(MetadataBackend::Etcd, false);
+    let inputs = super::tests::inputs(MetadataBackend::Memory, false);
     let observation = observe(&Facts {
         inputs: &inputs,
         objects: &settled(),
@@ -257,7 +253,7 @@ fn the_metadata_volume_and_certificates() {
 
 #[test]
 fn findings_keep_pixies_order() {
-    let inputs = inputs(MetadataBackend::Etcd, false);
+    let inputs = inputs(MetadataBackend::Memory, false);
     let mut pods = healthy_pods(2);
     pods[0] = crashing(pods[0].clone());
     pods[4] = crashing(pods[4].clone());

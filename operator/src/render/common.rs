@@ -19,7 +19,6 @@ pub const DEFAULT_REGISTRY: &str = "ghcr.io/pixie-rs";
 /// Third-party images, by full reference. With `spec.registry` they are expected in that registry
 /// under their flattened path (Pixie's scheme: `/` becomes `-`).
 pub const NATS_IMAGE: &str = "docker.io/library/nats:2.10.22-alpine";
-pub const ETCD_IMAGE: &str = "quay.io/coreos/etcd:v3.5.17";
 
 pub const LABEL_NAME: &str = "app.kubernetes.io/name";
 pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";

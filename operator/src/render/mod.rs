@@ -26,8 +26,6 @@ pub const TLS_SECRET: &str = "service-tls-certs";
 pub const METADATA: &str = "vizier-metadata";
 pub const METADATA_SERVICE: &str = "vizier-metadata-svc";
 pub const METADATA_PVC: &str = "metadata-pv-claim";
-pub const ETCD: &str = "pl-etcd";
-pub const ETCD_CLIENT_SERVICE: &str = "pl-etcd-client";
 pub const QUERY_BROKER: &str = "vizier-query-broker";
 pub const QUERY_BROKER_SERVICE: &str = "vizier-query-broker-svc";
 pub const KELVIN: &str = "kelvin";
@@ -41,7 +39,6 @@ pub const CLOUD_CONNECTOR: &str = "vizier-cloud-connector";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Component {
     Nats,
-    Etcd,
     Metadata,
     QueryBroker,
     Kelvin,
@@ -54,7 +51,6 @@ impl Component {
     pub fn label(self) -> &'static str {
         match self {
             Component::Nats => "nats",
-            Component::Etcd => "etcd",
             Component::Metadata => "metadata",
             Component::QueryBroker => "query-broker",
             Component::Kelvin => "kelvin",
@@ -71,7 +67,6 @@ impl Component {
     pub fn from_label(label: &str) -> Option<Component> {
         [
             Component::Nats,
-            Component::Etcd,
             Component::Metadata,
             Component::QueryBroker,
             Component::Kelvin,
@@ -108,10 +103,7 @@ pub fn render(inputs: &Inputs) -> Result<Rendered, String> {
             objects.push(Object::from_typed(metadata::pvc(inputs)));
             objects.push(Object::from_typed(metadata::statefulset(inputs, &settings_hash)));
         }
-        MetadataBackend::Etcd => {
-            objects.push(Object::from_typed(metadata::etcd_peer_service(inputs)));
-            objects.push(Object::from_typed(metadata::etcd_client_service(inputs)));
-            objects.push(Object::from_typed(metadata::etcd_statefulset(inputs, &settings_hash)));
+        MetadataBackend::Memory => {
             objects.push(Object::from_typed(metadata::deployment(inputs, &settings_hash)));
         }
     }

@@ -46,6 +46,13 @@ pub fn service(inputs: &Inputs) -> Service {
 }
 
 pub fn statefulset(inputs: &Inputs, settings_hash: &str) -> StatefulSet {
+    let healthz = || {
+        Some(HTTPGetAction {
+            path: Some("/healthz".into()),
+            port: IntOrString::Int(MONITOR_PORT),
+            ..Default::default()
+        })
+    };
     let container = Container {
         name: "nats".to_owned(),
         image: Some(common::third_party_image(inputs, common::NATS_IMAGE)),
@@ -54,13 +61,13 @@ pub fn statefulset(inputs: &Inputs, settings_hash: &str) -> StatefulSet {
             ContainerPort { name: Some("client".into()), container_port: CLIENT_PORT, ..Default::default() },
             ContainerPort { name: Some("monitor".into()), container_port: MONITOR_PORT, ..Default::default() },
         ]),
-        liveness_probe: Some(Probe {
-            http_get: Some(HTTPGetAction {
-                path: Some("/healthz".into()),
-                port: IntOrString::Int(MONITOR_PORT),
-                ..Default::default()
-            }),
-            initial_delay_seconds: Some(10),
+        liveness_probe: Some(Probe { http_get: healthz(), initial_delay_seconds: Some(10), ..Default::default() }),
+        // Ready only once the server answers, so the Service and the rollout wait for it; checked
+        // more often than liveness so a restarted server rejoins quickly.
+        readiness_probe: Some(Probe {
+            http_get: healthz(),
+            period_seconds: Some(5),
+            failure_threshold: Some(3),
             ..Default::default()
         }),
         volume_mounts: Some(vec![

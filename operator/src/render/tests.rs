@@ -110,7 +110,8 @@ fn golden_object_lists_for_both_metadata_backends() {
         &sample("px_v1alpha1_vizier.yaml"),
         BackendFacts { default_storage_classes: 1, ..Default::default() },
     );
-    golden("objects.yaml", &json!({"persistent-with-cloud": list(&persistent), "etcd-without-cloud": list(&minimal())}));
+    let memory = minimal();
+    golden("objects.yaml", &json!({"persistent-with-cloud": list(&persistent), "memory-without-cloud": list(&memory)}));
 }
 
 #[test]
@@ -385,11 +386,27 @@ fn pems_name_their_node_to_the_metadata_service_which_reads_only_pods_and_servic
 }
 
 #[test]
+fn nats_is_probed_for_liveness_and_readiness_on_its_monitor_port() {
+    let rendered = render(&minimal()).unwrap();
+    let nats = container(find(&rendered, Kind::StatefulSet, NATS), "nats");
+    for probe in ["livenessProbe", "readinessProbe"] {
+        assert_eq!(nats[probe]["httpGet"], json!({"path": "/healthz", "port": nats::MONITOR_PORT}), "{probe}");
+    }
+    assert_eq!(nats["readinessProbe"]["periodSeconds"], 5);
+}
+
+#[test]
 fn metadata_backends_render_different_objects() {
-    let etcd = render(&minimal()).unwrap();
-    find(&etcd, Kind::Deployment, METADATA);
-    find(&etcd, Kind::StatefulSet, ETCD);
-    assert!(!etcd.objects.iter().any(|o| o.kind == Kind::PersistentVolumeClaim));
+    let memory = render(&minimal()).unwrap();
+    let deployment = find(&memory, Kind::Deployment, METADATA);
+    let metadata = container(deployment, "metadata");
+    assert_eq!(env_value(metadata, "PL_METADATA_STORE"), Some(&json!("memory")));
+    assert!(metadata["volumeMounts"].as_array().unwrap().iter().all(|m| m["mountPath"] != "/metadata"));
+    assert!(!memory.objects.iter().any(|o| o.kind == Kind::PersistentVolumeClaim));
+    // Nothing besides NATS is stateful: the memory backend needs no store of its own.
+    let stateful: Vec<_> =
+        memory.objects.iter().filter(|o| o.kind == Kind::StatefulSet).map(|o| o.name.as_str()).collect();
+    assert_eq!(stateful, [NATS]);
 
     let mut persistent = minimal();
     persistent.backend = crate::validate::MetadataBackend::Persistent;
@@ -397,7 +414,8 @@ fn metadata_backends_render_different_objects() {
     let metadata = find(&rendered, Kind::StatefulSet, METADATA);
     assert_eq!(pod_spec(metadata)["volumes"][1]["persistentVolumeClaim"]["claimName"], METADATA_PVC);
     assert_eq!(find(&rendered, Kind::PersistentVolumeClaim, METADATA_PVC)["spec"]["resources"]["requests"]["storage"], "16Gi");
-    assert!(!rendered.objects.iter().any(|o| o.name == ETCD));
+    assert_eq!(env_value(container(metadata, "metadata"), "PL_METADATA_STORE"), Some(&json!("file:/metadata")));
+    assert!(!rendered.objects.iter().any(|o| o.kind == Kind::Deployment && o.name == METADATA));
 }
 
 #[test]
