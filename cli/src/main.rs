@@ -189,6 +189,10 @@ pub enum RunError {
     /// Failed, and every failure was already printed (kubectl goes on after one object fails).
     #[error("some operations failed")]
     Reported,
+    /// Whoever reads our output stopped (`| head`): not a failure. Only for stdout; a connection
+    /// to the Vizier that breaks is an error.
+    #[error("stdout was closed")]
+    OutputClosed,
 }
 
 fn main() -> ExitCode {
@@ -196,7 +200,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Scripts {
             command: ScriptsCommand::List,
-        } => list_scripts().map_err(RunError::from),
+        } => list_scripts().map_err(|e| {
+            if is_broken_pipe(&e) {
+                RunError::OutputClosed
+            } else {
+                RunError::Other(e)
+            }
+        }),
         command => {
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -227,7 +237,7 @@ fn main() -> ExitCode {
             eprint!("{text}");
             ExitCode::from(1)
         }
-        Err(RunError::Other(e)) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(RunError::OutputClosed) => ExitCode::SUCCESS,
         Err(RunError::Reported) => ExitCode::from(1),
         // kubectl prints the server's refusals as they are, without its own prefix.
         Err(RunError::Cluster(e @ ClusterError::Api { .. })) => {
@@ -303,12 +313,12 @@ async fn run(args: RunArgs, cluster: &ClusterOptions) -> Result<(), RunError> {
     let mut stream = client
         .execute(request)
         .await
-        .map_err(|e| unreachable_or_other(e, &args.addr))?;
+        .map_err(|e| unreachable_or_other(e, &args.addr, args.tls_dir.is_some()))?;
     let mut printer = Printer::new(args.output, std::io::stdout().lock());
     while let Some(event) = stream
         .next()
         .await
-        .map_err(|e| unreachable_or_other(e, &args.addr))?
+        .map_err(|e| unreachable_or_other(e, &args.addr, args.tls_dir.is_some()))?
     {
         match event {
             ClientEvent::Outputs(names) => printer.outputs(&names),
@@ -340,9 +350,18 @@ async fn run(args: RunArgs, cluster: &ClusterOptions) -> Result<(), RunError> {
 }
 
 /// A Vizier that goes away mid-query reads like one that was never there.
-fn unreachable_or_other(e: ClientError, addr: &str) -> RunError {
+fn unreachable_or_other(e: ClientError, addr: &str, tls: bool) -> RunError {
     match &e {
         ClientError::Unreachable { .. } => RunError::Unreachable(e),
+        // A TLS server drops a plaintext HTTP/2 connection at its first bytes.
+        ClientError::Status(s) if !tls && s.code() == Code::Unknown && s.message().contains("transport error") => {
+            RunError::Unreachable(ClientError::Unreachable {
+                addr: addr.to_owned(),
+                reason: "the connection was closed at once; a Vizier deployed by the operator admits only \
+                         mutual TLS: pass --tls-dir with its service certificates"
+                    .to_owned(),
+            })
+        }
         ClientError::Status(s) if s.code() == Code::Unavailable => {
             RunError::Unreachable(ClientError::Unreachable {
                 addr: addr.to_owned(),
@@ -354,14 +373,17 @@ fn unreachable_or_other(e: ClientError, addr: &str) -> RunError {
 }
 
 fn output_error(e: OutputError) -> RunError {
-    RunError::Other(e.into())
+    match &e {
+        OutputError::Io(io) if io.kind() == ErrorKind::BrokenPipe => RunError::OutputClosed,
+        _ => RunError::Other(e.into()),
+    }
 }
 
+/// A write to stdout failed because its reader went away (`list_scripts` writes nothing else).
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|cause| {
         cause
             .downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == ErrorKind::BrokenPipe)
-            || matches!(cause.downcast_ref::<OutputError>(), Some(OutputError::Io(io)) if io.kind() == ErrorKind::BrokenPipe)
     })
 }

@@ -2,7 +2,8 @@
 //! Python HTTP server and client making known requests, then the real `kubectl-pixie run
 //! px/http_data -o json` must list those requests (method, path, status). A script with an error must
 //! come back as `line:col: message` with a caret and exit code 1. The same requests must show
-//! through the multi-node query path too: `vizier pem --listen` queried by `vizier kelvin --pem`.
+//! through the multi-node query path too: `vizier pem --listen` queried by `vizier kelvin --pem`,
+//! every hop over mutual TLS with the certificates the operator generates for a Vizier.
 
 mod common;
 
@@ -166,10 +167,11 @@ fn make_requests(dir: &std::path::Path) -> (String, BTreeSet<(String, String, i6
     (nonce, want, server)
 }
 
-/// Runs `px/http_data` against `addr` until every wanted request shows (the collector pushes every
-/// 100 ms; a bounded while), and returns the last output.
+/// Runs `px/http_data` against `addr` (with `kubectl pixie run` flags `flags`) until every wanted
+/// request shows (the collector pushes every 100 ms; a bounded while), and returns the last output.
 fn wait_for_requests(
     addr: &str,
+    flags: &[&str],
     nonce: &str,
     want: &BTreeSet<(String, String, i64)>,
     logs: impl Fn() -> String,
@@ -188,6 +190,7 @@ fn wait_for_requests(
                 "--max-rows",
                 "100000",
             ])
+            .args(flags)
             // The script shows 100 rows unless told otherwise; this host may have more traffic.
             .args(["--", "--start_time", "-2m", "--max_rows", "100000"])
             .output()
@@ -247,7 +250,7 @@ fn kubectl_pixie_shows_the_requests_a_standalone_vizier_traced() {
     let vizier = Vizier::start(&["standalone", "--listen", "127.0.0.1:0"], dir.path());
     let addr = vizier.addr.clone();
     let (nonce, want, mut server) = make_requests(dir.path());
-    let last = wait_for_requests(&addr, &nonce, &want, || vizier.log());
+    let last = wait_for_requests(&addr, &[], &nonce, &want, || vizier.log());
     // Every row names its output table.
     assert!(last.lines().all(|l| l.contains("\"_table\":")), "{last}");
 
@@ -286,17 +289,51 @@ fn kubectl_pixie_shows_the_requests_a_pem_traced_through_kelvin() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    write_operator_certificates(&certs);
+    let certs = certs.to_str().unwrap();
     let pem = Vizier::start(
-        &["pem", "--listen", "127.0.0.1:0", "--node-name", "e2e-node"],
+        &[
+            "pem",
+            "--listen",
+            "127.0.0.1:0",
+            "--node-name",
+            "e2e-node",
+            "--tls-dir",
+            certs,
+        ],
         dir.path(),
     );
     let kelvin = Vizier::start(
-        &["kelvin", "--listen", "127.0.0.1:0", "--pem", &pem.addr],
+        &[
+            "kelvin",
+            "--listen",
+            "127.0.0.1:0",
+            "--pem",
+            &pem.addr,
+            "--tls-dir",
+            certs,
+        ],
         dir.path(),
     );
     let (nonce, want, mut server) = make_requests(dir.path());
     let logs = || format!("--- pem\n{}\n--- kelvin\n{}", pem.log(), kelvin.log());
-    wait_for_requests(&kelvin.addr, &nonce, &want, logs);
+    let tls = ["--tls-dir", certs];
+    wait_for_requests(&kelvin.addr, &tls, &nonce, &want, logs);
+
+    // Without the client certificate, neither Kelvin nor the PEM answers.
+    for addr in [&kelvin.addr, &pem.addr] {
+        let output = kubectl_pixie()
+            .args(["run", "px/http_data", "--addr", addr])
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{}", describe(&output));
+        assert!(
+            text(&output.stderr).contains("pass --tls-dir"),
+            "{}",
+            describe(&output)
+        );
+    }
 
     // df.ctx comes from the PEM: its node name.
     let script = dir.path().join("nodes.pxl");
@@ -316,6 +353,7 @@ fn kubectl_pixie_shows_the_requests_a_pem_traced_through_kelvin() {
             "-o",
             "json",
         ])
+        .args(tls)
         .output()
         .unwrap();
     assert!(output.status.success(), "{}\n{}", describe(&output), logs());
@@ -332,6 +370,7 @@ fn kubectl_pixie_shows_the_requests_a_pem_traced_through_kelvin() {
     pem.stop();
     let output = kubectl_pixie()
         .args(["run", "px/http_data", "--addr", &kelvin.addr])
+        .args(tls)
         .output()
         .unwrap();
     assert!(!output.status.success(), "{}", describe(&output));
@@ -341,4 +380,25 @@ fn kubectl_pixie_shows_the_requests_a_pem_traced_through_kelvin() {
         describe(&output)
     );
     kelvin.stop();
+}
+
+/// The `service-tls-certs` Secret the operator generates, written out as the pods mount it.
+fn write_operator_certificates(dir: &std::path::Path) {
+    let inputs = pixie_operator::validate::Inputs {
+        name: "pixie".into(),
+        namespace: "pl".into(),
+        uid: "uid".into(),
+        version: "0.0.0".into(),
+        cluster_name: "e2e".into(),
+        backend: pixie_operator::validate::MetadataBackend::Memory,
+        default_registry: "registry.invalid".into(),
+        spec: Default::default(),
+        patches: Default::default(),
+    };
+    let secret =
+        pixie_operator::secrets::tls_secret(&inputs, k8s_openapi::jiff::Timestamp::now()).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    for (file, bytes) in secret.data.unwrap() {
+        std::fs::write(dir.join(file), bytes.0).unwrap();
+    }
 }
