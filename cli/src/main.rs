@@ -16,7 +16,7 @@ use pixie_cli::get::ObjectFormat;
 use pixie_cli::output::{Format, OutputError, Printer};
 use pixie_cli::script;
 use pixie_cli::status::ReportFormat;
-use pixie_engine::client::Code;
+use pixie_engine::client::{Code, Status};
 use pixie_engine::proto::{ExecuteScriptRequest, Language};
 use pixie_engine::{ClientError, ClientEvent, ClientTls, DEFAULT_PORT, VizierClient};
 
@@ -354,7 +354,7 @@ fn unreachable_or_other(e: ClientError, addr: &str, tls: bool) -> RunError {
     match &e {
         ClientError::Unreachable { .. } => RunError::Unreachable(e),
         // A TLS server drops a plaintext HTTP/2 connection at its first bytes.
-        ClientError::Status(s) if !tls && s.code() == Code::Unknown && s.message().contains("transport error") => {
+        ClientError::Status(s) if !tls && dropped_at_http2_level(s) => {
             RunError::Unreachable(ClientError::Unreachable {
                 addr: addr.to_owned(),
                 reason: "the connection was closed at once; a Vizier deployed by the operator admits only \
@@ -369,6 +369,17 @@ fn unreachable_or_other(e: ClientError, addr: &str, tls: bool) -> RunError {
             })
         }
         _ => RunError::Other(e.into()),
+    }
+}
+
+/// A TLS server reading plaintext drops the connection; depending on when the client notices,
+/// tonic reports a transport error (Unknown) or an HTTP/2 protocol error such as FRAME_SIZE_ERROR
+/// (Internal).
+fn dropped_at_http2_level(s: &Status) -> bool {
+    match s.code() {
+        Code::Unknown => s.message().contains("transport error"),
+        Code::Internal => s.message().contains("h2 protocol error"),
+        _ => false,
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
-pub use tonic::Code;
+pub use tonic::{Code, Status};
 use tonic::Streaming;
 use tonic::transport::{Channel, Endpoint};
 
