@@ -8,69 +8,11 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{ChildGuard, describe, is_root, kubectl_pixie, text, vizier_binary};
-
-const SERVER_PY: &str = r#"
-import http.server, sys
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def answer(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        # /e2e/<nonce>/<status>/<name>
-        status = int(self.path.split("/")[3])
-        body = b"ok"
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = do_PUT = do_DELETE = answer
-
-    def log_message(self, *args):
-        pass
-
-server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-print(server.server_address[1], flush=True)
-server.serve_forever()
-"#;
-
-const CLIENT_PY: &str = r#"
-import http.client, json, sys
-
-port, requests = int(sys.argv[1]), json.loads(sys.argv[2])
-conn = http.client.HTTPConnection("127.0.0.1", port)
-for method, path in requests:
-    body = b"x" * 5 if method in ("POST", "PUT") else None
-    conn.request(method, path, body=body)
-    conn.getresponse().read()
-conn.close()
-"#;
-
-fn python() -> String {
-    std::env::var("PIXIE_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
-/// The first stdout line of `child` within `timeout`, read on a thread so a silent child cannot hang
-/// the test.
-fn first_line(child: &mut std::process::Child, timeout: Duration) -> Option<String> {
-    let stdout = child.stdout.take()?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    rx.recv_timeout(timeout).ok()
-}
+use common::{describe, is_root, kubectl_pixie, text, vizier_binary};
+use pixie_tests::{ChildGuard, PythonHttpServer, ResponseStatus, Traffic, first_line};
 
 /// A `vizier` child process and where its log goes.
 struct Vizier {
@@ -125,7 +67,9 @@ impl Vizier {
 
 /// Known requests through a local Python server, with a nonce so that other traffic on this host
 /// cannot match: (method, path, status), and the server (stopped on drop).
-fn make_requests(dir: &std::path::Path) -> (String, BTreeSet<(String, String, i64)>, ChildGuard) {
+fn make_requests(
+    dir: &std::path::Path,
+) -> (String, BTreeSet<(String, String, i64)>, PythonHttpServer) {
     let nonce = format!(
         "{}-{}",
         std::process::id(),
@@ -140,26 +84,10 @@ fn make_requests(dir: &std::path::Path) -> (String, BTreeSet<(String, String, i6
             .enumerate()
             .map(|(i, (method, status))| (*method, format!("/e2e/{nonce}/{status}/r{i}"), *status))
             .collect();
-    std::fs::write(dir.join("server.py"), SERVER_PY).unwrap();
-    std::fs::write(dir.join("client.py"), CLIENT_PY).unwrap();
-    let mut server = ChildGuard(
-        Command::new(python())
-            .arg(dir.join("server.py"))
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("starting the python server"),
-    );
-    let port: u16 = first_line(&mut server.0, Duration::from_secs(20))
-        .and_then(|l| l.trim().parse().ok())
-        .expect("the python server's port");
-    let requests: Vec<(&str, &str)> = wanted.iter().map(|(m, p, _)| (*m, p.as_str())).collect();
-    let client = Command::new(python())
-        .arg(dir.join("client.py"))
-        .arg(port.to_string())
-        .arg(serde_json::to_string(&requests).unwrap())
-        .output()
-        .expect("running the python client");
-    assert!(client.status.success(), "client: {}", describe(&client));
+    // /e2e/<nonce>/<status>/<name>: the server answers with the status the path names.
+    let server = PythonHttpServer::start(dir, ResponseStatus::FromPathPart(3));
+    let requests: Vec<(&str, String)> = wanted.iter().map(|(m, p, _)| (*m, p.clone())).collect();
+    server.send(&Traffic::once(&requests, 5));
     let want = wanted
         .iter()
         .map(|(m, p, s)| (m.to_string(), p.clone(), *s))
@@ -394,6 +322,7 @@ fn write_operator_certificates(dir: &std::path::Path) {
         default_registry: "registry.invalid".into(),
         spec: Default::default(),
         patches: Default::default(),
+        cloud_trust: pixie_cloud::Trust::SystemRoots,
     };
     let secret =
         pixie_operator::secrets::tls_secret(&inputs, k8s_openapi::jiff::Timestamp::now()).unwrap();

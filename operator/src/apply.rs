@@ -38,7 +38,8 @@ pub fn up_to_date(stamped: &Object, live: &Value) -> bool {
 
 /// Whether the stored object `have` holds everything in `want`: maps key by key (extra keys such
 /// as defaults and status are fine), lists element by element with the same length, quantities by
-/// value ("1.5Gi" is stored as "1536Mi"), and an empty or null wanted value matches a missing one.
+/// value ("1.5Gi" is stored as "1536Mi"), and an empty, zero or null wanted value matches a missing
+/// one.
 pub fn contains(have: &Value, want: &Value) -> bool {
     match (have, want) {
         (_, Value::Null) => true,
@@ -54,9 +55,12 @@ pub fn contains(have: &Value, want: &Value) -> bool {
     }
 }
 
+/// What the apiserver leaves out when it stores an object: Go's `omitempty` drops empty maps and
+/// lists, zero numbers and false.
 fn is_empty(value: &Value) -> bool {
     match value {
-        Value::Null => true,
+        Value::Null | Value::Bool(false) => true,
+        Value::Number(n) => n.as_f64() == Some(0.0),
         Value::Object(map) => map.is_empty(),
         Value::Array(items) => items.is_empty(),
         _ => false,
@@ -159,6 +163,10 @@ mod tests {
         assert!(contains(&json!({"memory": "1536Mi"}), &json!({"memory": "1.5Gi"})));
         assert!(!contains(&json!({"memory": "1Gi"}), &json!({"memory": "2Gi"})));
         assert!(contains(&json!({}), &json!({"emptyDir": {}, "args": [], "x": null})));
+        // A probe's `initialDelaySeconds: 0` and `privileged: false` are not stored.
+        assert!(contains(&json!({}), &json!({"initialDelaySeconds": 0, "privileged": false})));
+        assert!(!contains(&json!({}), &json!({"initialDelaySeconds": 5})));
+        assert!(!contains(&json!({"initialDelaySeconds": 5}), &json!({"initialDelaySeconds": 0})));
     }
 
     fn object() -> Object {

@@ -35,6 +35,7 @@ use crate::render::common::{ANNOTATION_VIZIER, LABEL_INSTANCE, LABEL_MANAGED_BY,
 use crate::status::{self, Assessment};
 use crate::validate::{self, Outcome};
 use crate::version::{self, CloudSettings, LatestVersions};
+use pixie_cloud::Trust;
 use crate::{FINALIZER, apply, fetch, render, secrets};
 
 /// How the operator runs.
@@ -130,12 +131,25 @@ pub async fn apply(vizier: &Vizier, ctx: &Context) -> Result<Action, Error> {
         Some(addr) => Some(ctx.latest_versions.lookup(&addr, &settings.cloud).await),
         None => None,
     };
+    // Only a connector needs it; a CA file that cannot be read stops the Vizier until it can.
+    let cloud_trust = match vizier.spec.cloud_addr.as_deref().filter(|a| !a.is_empty()) {
+        Some(_) => match settings.cloud.trust() {
+            Ok(trust) => trust,
+            Err(message) => {
+                status::write(&viziers, &ctx.recorder, vizier, &Assessment::failed("CloudTrustUnavailable", &message))
+                    .await?;
+                return Err(Error::CloudTrust(message));
+            }
+        },
+        None => Trust::SystemRoots,
+    };
     let outcome = validate::validate_with_cloud(
         vizier,
         live.facts,
         &settings.default_registry,
         &settings.operator_version,
         cloud.as_ref(),
+        cloud_trust,
     );
     let (inputs, version_note) = match outcome {
         Err(message) => {
@@ -180,6 +194,7 @@ pub async fn apply(vizier: &Vizier, ctx: &Context) -> Result<Action, Error> {
         nodes: &live.nodes,
         tls_not_after: secrets.tls_not_after,
         deploy_key_secret_ok: live.deploy_key_secret_ok,
+        cluster_registered: secrets.cluster_registered,
         now: Timestamp::now(),
     });
     let notes: Vec<String> = rendered

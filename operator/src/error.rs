@@ -36,6 +36,9 @@ pub enum Error {
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 
+    #[error("the cloud's CA for the connector: {0}")]
+    CloudTrust(String),
+
     #[error("serializing {0}")]
     Serialize(#[from] serde_json::Error),
 
@@ -68,6 +71,7 @@ impl Error {
                 }
                 _ => "finalizer".into(),
             },
+            Error::CloudTrust(_) => "cloud_trust".into(),
             Error::Serialize(_) => "serialize".into(),
             Error::LeaderElection(_) | Error::LostLeadership => "leader_election".into(),
             Error::Server(_) => "server".into(),

@@ -25,6 +25,8 @@ use crate::validate::Inputs;
 
 /// On `service-tls-certs`: when its certificates expire (RFC 3339), so health checks need not parse X.509.
 pub const ANNOTATION_NOT_AFTER: &str = "px.dev/not-after";
+/// The key the cloud connector adds to `pl-cluster-secrets` once the cloud accepted the cluster.
+pub const CLUSTER_ID_KEY: &str = "cluster-id";
 /// Lifetime of the generated certificates (Pixie's: one year).
 pub const CERT_VALIDITY_DAYS: i64 = 365;
 
@@ -107,6 +109,8 @@ pub struct SecretsState {
     pub created: Vec<String>,
     /// Expiry of the service certificates, from the annotation of `service-tls-certs`.
     pub tls_not_after: Option<Timestamp>,
+    /// The cloud connector has registered the cluster: `pl-cluster-secrets` holds its `cluster-id`.
+    pub cluster_registered: bool,
 }
 
 /// Creates the generated Secrets that are missing; leaves existing ones exactly as they are.
@@ -130,6 +134,10 @@ pub async fn ensure(api: &Api<Secret>, inputs: &Inputs) -> Result<SecretsState, 
                 }
             }
         };
+        if name == CLUSTER_SECRETS {
+            state.cluster_registered =
+                secret.data.as_ref().and_then(|d| d.get(CLUSTER_ID_KEY)).is_some_and(|id| !id.0.is_empty());
+        }
         if name == TLS_SECRET {
             state.tls_not_after = secret
                 .metadata
@@ -158,6 +166,7 @@ mod tests {
             default_registry: "reg".into(),
             spec: Default::default(),
             patches: Default::default(),
+            cloud_trust: pixie_cloud::Trust::SystemRoots,
         }
     }
 

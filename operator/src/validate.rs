@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::quantity;
 use crate::render::patch;
 use crate::version::{self, CloudLatest, Resolution};
+use pixie_cloud::Trust;
 
 /// Where the metadata service keeps its terminated-pod history (the rest of its state is rebuilt
 /// from the API server). Pixie: a PVC-backed StatefulSet, unless `useEtcdOperator` is set or the
@@ -69,6 +70,9 @@ pub struct Inputs {
     pub spec: VizierSpec,
     /// `spec.patches`, parsed.
     pub patches: BTreeMap<String, Value>,
+    /// How the cloud connector trusts the cloud: as the operator does (`--cloud-ca-file`,
+    /// `--cloud-insecure`).
+    pub cloud_trust: Trust,
 }
 
 impl Inputs {
@@ -109,16 +113,18 @@ pub fn validate(
     default_registry: &str,
     operator_version: &str,
 ) -> Result<Outcome, String> {
-    validate_with_cloud(vizier, facts, default_registry, operator_version, None)
+    validate_with_cloud(vizier, facts, default_registry, operator_version, None, Trust::SystemRoots)
 }
 
-/// `cloud` is the artifact tracker's answer, when [`version::tracker_to_ask`] named one.
+/// `cloud` is the artifact tracker's answer, when [`version::tracker_to_ask`] named one;
+/// `cloud_trust` is handed to the cloud connector.
 pub fn validate_with_cloud(
     vizier: &Vizier,
     facts: BackendFacts,
     default_registry: &str,
     operator_version: &str,
     cloud: Option<&CloudLatest>,
+    cloud_trust: Trust,
 ) -> Result<Outcome, String> {
     let name = vizier.name_any();
     if name.len() > MAX_NAME_LEN {
@@ -176,6 +182,7 @@ pub fn validate_with_cloud(
             default_registry: default_registry.to_owned(),
             spec: spec.clone(),
             patches,
+            cloud_trust,
         }),
         backend_reason,
         version_source,
@@ -271,10 +278,10 @@ mod tests {
         vz.spec.version = None;
         vz.spec.cloud_addr = Some("withpixie.ai:443".into());
         let down = CloudLatest::Unavailable { addr: "withpixie.ai:443".into(), error: "refused".into(), last_known: None };
-        let outcome = validate_with_cloud(&vz, BackendFacts::default(), "r", "0", Some(&down)).unwrap();
+        let outcome = validate_with_cloud(&vz, BackendFacts::default(), "r", "0", Some(&down), Trust::SystemRoots).unwrap();
         assert!(matches!(outcome, Outcome::VersionUnavailable(m) if m.contains("withpixie.ai:443")));
         let latest = CloudLatest::Version("0.14.15".into());
-        match validate_with_cloud(&vz, BackendFacts::default(), "r", "0", Some(&latest)).unwrap() {
+        match validate_with_cloud(&vz, BackendFacts::default(), "r", "0", Some(&latest), Trust::SystemRoots).unwrap() {
             Outcome::Deploy { inputs, version_note: None, .. } => assert_eq!(inputs.version, "0.14.15"),
             other => panic!("expected a deploy, got {other:?}"),
         }

@@ -121,16 +121,20 @@ impl Default for CloudSettings {
 }
 
 impl CloudSettings {
-    /// The client settings; the CA file is read now, so a rotated CA is picked up.
-    pub fn client(&self) -> Result<ClientSettings, String> {
-        let trust = match (&self.ca_file, self.insecure) {
+    /// Whom to trust when dialing a cloud; the CA file is read now, so a rotated CA is picked up.
+    /// The cloud connector is handed the same trust.
+    pub fn trust(&self) -> Result<Trust, String> {
+        Ok(match (&self.ca_file, self.insecure) {
             (_, true) => Trust::Plaintext,
             (Some(path), false) => Trust::Ca(
                 std::fs::read(path).map_err(|e| format!("reading the cloud CA file {}: {e}", path.display()))?,
             ),
             (None, false) => Trust::SystemRoots,
-        };
-        Ok(ClientSettings::new(trust))
+        })
+    }
+
+    pub fn client(&self) -> Result<ClientSettings, String> {
+        Ok(ClientSettings::new(self.trust()?))
     }
 }
 

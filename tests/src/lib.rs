@@ -18,6 +18,12 @@ use kube::api::{Api, ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
+pub mod child;
+pub mod http_fixture;
+
+pub use child::{ChildGuard, first_line};
+pub use http_fixture::{PythonHttpServer, ResponseStatus, Traffic};
+
 /// Where the test control plane's scripts live.
 pub const CLUSTER_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/cluster");
 /// The repository root, for tests that read checked-in manifests.
@@ -184,6 +190,27 @@ where
             Err(_) => tokio::time::sleep(Duration::from_millis(150)).await,
         }
     }
+}
+
+/// Plays the cloud connector once the cloud accepted its deploy key (the real exchange is tested in
+/// vizier/services/tests/connector.rs): the cluster ID goes into `pl-cluster-secrets` under a field
+/// manager of its own, which is what the operator waits for before it calls a cloud-connected
+/// Vizier Ready. Waits for the operator to have created the Secret.
+pub async fn register_cluster(client: &Client, ns: &str) {
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Patch, PatchParams};
+    let secrets = Api::<Secret>::namespaced(client.clone(), ns);
+    eventually("pl-cluster-secrets exists", Duration::from_secs(60), || async {
+        secrets.get_opt("pl-cluster-secrets").await.map_err(|e| e.to_string())?.ok_or_else(|| "not yet".to_owned())
+    })
+    .await;
+    let patch = serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret", "data": {"cluster-id": "Y2x1c3Rlci0x"} // "cluster-1"
+    });
+    secrets
+        .patch("pl-cluster-secrets", &PatchParams::apply("pixie-cloud-connector").force(), &Patch::Apply(&patch))
+        .await
+        .expect("write the cluster ID as the connector does");
 }
 
 /// A private CA and the server and client certificates it signed, all PEM: what TLS tests serve

@@ -2,11 +2,14 @@
 //! in-process over TLS with a private CA (the operator trusts it through `--cloud-ca-file`), and
 //! operators scoped to fresh namespaces. An unpinned Vizier with a cloud deploys the tracker's latest
 //! release, upgrades when a newer one is published, and a tracker outage only stops first deploys.
+//! A Vizier with a cloud is Ready only once its connector has registered it (the cluster id in
+//! pl-cluster-secrets), and the connector trusts the cloud as the operator does.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -202,7 +205,7 @@ async fn unpinned_viziers_follow_the_clouds_latest_release_and_survive_its_outag
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert) = private_ca();
     let ca_file = dir.path().join("cloud-ca.pem");
-    std::fs::write(&ca_file, ca).unwrap();
+    std::fs::write(&ca_file, &ca).unwrap();
     let versions_file = dir.path().join("versions.yaml");
     write(&versions_file, RELEASES);
     let tracker = Tracker::start(&versions_file, cert).await;
@@ -212,6 +215,20 @@ async fn unpinned_viziers_follow_the_clouds_latest_release_and_survive_its_outag
     let auto_operator = Operator::start(cluster, &auto_ns, &ca_file).await;
     let auto = Api::<Vizier>::namespaced(client.clone(), &auto_ns);
     auto.create(&PostParams::default(), &vizier("auto", &tracker.addr, None)).await.unwrap();
+    let waiting = wait_vizier(&auto, "auto", "rolled out, waiting for the connector", |v| {
+        version(v) == Some("0.14.15")
+            && condition(v, "Ready").is_some_and(|c| c.status == "False" && c.reason == "CloudConnectorNotRegistered")
+    })
+    .await;
+    assert_eq!(waiting.status.as_ref().unwrap().vizier_phase.as_ref().map(|p| format!("{p:?}")).as_deref(), Some("Disconnected"));
+    // The connector dials the cloud the operator asked, trusting the operator's CA for it.
+    let connector = Api::<Deployment>::namespaced(client.clone(), &auto_ns).get("vizier-cloud-connector").await.unwrap();
+    let pod = connector.spec.template.spec.unwrap();
+    let env: Vec<_> = pod.containers[0].env.iter().flatten().map(|e| (e.name.clone(), e.value.clone())).collect();
+    assert!(env.contains(&("PL_CLOUD_CA_FILE".into(), Some("/cloud-ca/ca.crt".into()))), "{env:?}");
+    let trusted = Api::<ConfigMap>::namespaced(client.clone(), &auto_ns).get("pl-cloud-ca").await.unwrap();
+    assert_eq!(trusted.data.unwrap().get("ca.crt"), Some(&ca));
+    pixie_tests::register_cluster(&client, &auto_ns).await;
     wait_vizier(&auto, "auto", "Ready on the latest release", ready_on("0.14.15")).await;
     let images = vizier_images(&client, &auto_ns, "auto").await;
     assert!(!images.is_empty() && images.iter().all(|i| i.ends_with(":0.14.15")), "{images:?}");
@@ -221,6 +238,7 @@ async fn unpinned_viziers_follow_the_clouds_latest_release_and_survive_its_outag
     let pinned_operator = Operator::start(cluster, &pinned_ns, &ca_file).await;
     let pinned = Api::<Vizier>::namespaced(client.clone(), &pinned_ns);
     pinned.create(&PostParams::default(), &vizier("pinned", &tracker.addr, Some("0.14.2"))).await.unwrap();
+    pixie_tests::register_cluster(&client, &pinned_ns).await;
     wait_vizier(&pinned, "pinned", "Ready on its pinned version", ready_on("0.14.2")).await;
 
     // A newer release is published: the unpinned Vizier upgrades, reporting Progressing meanwhile.

@@ -301,6 +301,7 @@ async fn config_default_installs_an_operator_whose_rbac_is_enough_to_deploy_the_
         "-f",
         &sample("px_v1alpha1_vizier.yaml"),
     ]);
+    pixie_tests::register_cluster(&admin, &ns).await;
     let viziers = Api::<Vizier>::namespaced(admin.clone(), &ns);
     let ready = eventually(
         "the sample Vizier Ready=True",
@@ -392,6 +393,7 @@ async fn applying_the_samples_again_after_a_reconcile_changes_nothing() {
         diff.extend(["-f", file]);
     }
     cluster.kubectl_ok(&apply);
+    pixie_tests::register_cluster(&client, &ns).await;
 
     wait_reconciled::<Vizier>(&client, &ns, "pixie", true).await;
     wait_reconciled::<PxlScript>(&client, &ns, "http-service-stats", false).await;

@@ -273,6 +273,7 @@ async fn the_sample_vizier_deploys_every_workload_and_turns_ready() {
     let operator = Operator::start(cluster, settings(&ns)).await;
     let sample = format!("{REPO_ROOT}/config/samples/px_v1alpha1_vizier.yaml");
     cluster.kubectl_ok(&["apply", "-n", &ns, "-f", &sample]);
+    pixie_tests::register_cluster(&client, &ns).await;
 
     let viziers = Api::<Vizier>::namespaced(client.clone(), &ns);
     let vizier = wait_ready(&viziers, "pixie").await;
@@ -630,6 +631,8 @@ async fn bench_operator_apply_to_ready() {
     let sample = format!("{REPO_ROOT}/config/samples/px_v1alpha1_vizier.yaml");
     let started = Instant::now();
     cluster.kubectl_ok(&["apply", "-n", &ns, "-f", &sample]);
+    // The connector's part, as soon as the operator has created the Secret it writes to.
+    pixie_tests::register_cluster(&client, &ns).await;
     eventually("Ready", Duration::from_secs(120), || async {
         let vizier = viziers.get("pixie").await.map_err(|e| e.to_string())?;
         if is(&vizier, "Ready", "True") { Ok(()) } else { Err(summary(&vizier)) }

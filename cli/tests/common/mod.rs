@@ -3,7 +3,7 @@
 #![allow(dead_code)] // each test binary uses its own part
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Output};
+use std::process::{Command, Output};
 
 pub fn kubectl_pixie() -> Command {
     Command::new(env!("CARGO_BIN_EXE_kubectl-pixie"))
@@ -45,32 +45,4 @@ pub fn closed_port() -> u16 {
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
-}
-
-/// Kills (SIGTERM first, so the child can detach its eBPF programs) and reaps a child on drop.
-pub struct ChildGuard(pub Child);
-
-impl ChildGuard {
-    pub fn terminate(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            // SAFETY: kill on our own child's pid; at worst the signal finds no process.
-            unsafe {
-                libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM);
-            }
-            for _ in 0..100 {
-                if let Ok(Some(_)) = self.0.try_wait() {
-                    return;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        self.terminate();
-    }
 }

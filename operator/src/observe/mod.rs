@@ -49,7 +49,7 @@ impl Finding {
 /// reason means Unhealthy.
 pub fn severity(reason: &str) -> Severity {
     match reason {
-        "CloudConnectorMissing" => Severity::Disconnected,
+        "CloudConnectorMissing" | "CloudConnectorNotRegistered" => Severity::Disconnected,
         "PEMsInsufficientMemory" | "KernelVersionsIncompatible" | "PEMsHighFailureRate" => Severity::Degraded,
         _ => Severity::Unhealthy,
     }
@@ -96,6 +96,8 @@ pub struct Facts<'a> {
     pub nodes: &'a [Node],
     pub tls_not_after: Option<Timestamp>,
     pub deploy_key_secret_ok: Option<bool>,
+    /// `pl-cluster-secrets` holds the cluster id the cloud connector got from the cloud.
+    pub cluster_registered: bool,
     pub now: Timestamp,
 }
 
@@ -222,6 +224,12 @@ pub fn observe(facts: &Facts<'_>) -> Observation {
             Some(pod) if phase(pod) == "Pending" && (settled || unschedulable(pod).is_some()) => {
                 findings.push(Finding::new("CloudConnectorPodPending", format!("pod {} is Pending", pod_name(pod))))
             }
+            // Running, but the cloud has not accepted the cluster yet (a wrong deploy key, or a
+            // cloud it cannot reach): the connector's log says which.
+            Some(pod) if settled && !facts.cluster_registered => findings.push(Finding::new(
+                "CloudConnectorNotRegistered",
+                format!("pod {} has not registered the cluster with the cloud yet", pod_name(pod)),
+            )),
             Some(_) => {}
         }
     }

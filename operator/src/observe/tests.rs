@@ -22,6 +22,7 @@ fn inputs(backend: MetadataBackend, cloud: bool) -> Inputs {
             ..Default::default()
         },
         patches: Default::default(),
+        cloud_trust: pixie_cloud::Trust::SystemRoots,
     }
 }
 
@@ -98,6 +99,7 @@ fn observe_with(inputs: &Inputs, objects: &BTreeMap<(Kind, String), Value>, pods
         nodes: &[],
         tls_not_after: Some("2027-01-01T00:00:00Z".parse().unwrap()),
         deploy_key_secret_ok: None,
+        cluster_registered: true,
         now: now(),
     })
 }
@@ -216,16 +218,21 @@ fn the_cloud_connector_and_its_deploy_key() {
     let mut pods = healthy_pods(1);
     pods.push(pod("vizier-cloud-connector-x", Component::CloudConnector, "Running"));
     assert_eq!(reasons(&observe_with(&inputs, &settled(), &pods)), Vec::<&str>::new());
-    let observation = observe(&Facts {
+    let facts = Facts {
         inputs: &inputs,
         objects: &settled(),
         pods: &pods,
         nodes: &[],
         tls_not_after: None,
         deploy_key_secret_ok: Some(false),
+        cluster_registered: true,
         now: now(),
-    });
-    assert_eq!(reasons(&observation), vec!["InvalidDeployKey"]);
+    };
+    assert_eq!(reasons(&observe(&facts)), vec!["InvalidDeployKey"]);
+    // Running but not registered yet: not Ready, and Pixie's phase for it is Disconnected.
+    let unregistered = observe(&Facts { deploy_key_secret_ok: None, cluster_registered: false, ..facts });
+    assert_eq!(reasons(&unregistered), vec!["CloudConnectorNotRegistered"]);
+    assert_eq!(unregistered.findings[0].severity(), Severity::Disconnected);
 }
 
 #[test]
@@ -246,6 +253,7 @@ fn the_metadata_volume_and_certificates() {
         nodes: &[],
         tls_not_after: Some("2026-06-03T00:00:00Z".parse().unwrap()),
         deploy_key_secret_ok: None,
+        cluster_registered: true,
         now: now(),
     });
     assert_eq!(reasons(&observation), vec!["TLSCertsExpired"]);

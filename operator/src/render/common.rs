@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapEnvSource, Container, EnvFromSource, EnvVar, EnvVarSource, ObjectFieldSelector, PodSecurityContext,
-    PodSpec, PodTemplateSpec, ResourceRequirements, SecretKeySelector, SecretVolumeSource, Toleration, Volume, VolumeMount,
+    ConfigMap, ConfigMapEnvSource, Container, EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SecretKeySelector, SecretVolumeSource,
+    Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use sha2::{Digest, Sha256};
@@ -312,6 +313,29 @@ fn merge_resources(policy: &ResourceRequirements, own: Option<&ResourceRequireme
         }
     }
     merged
+}
+
+/// Where the PEM, Kelvin, the broker and the metadata service answer the kubelet's probes, in plain
+/// HTTP (`PL_HEALTH_LISTEN`): their gRPC ports require a client certificate the kubelet lacks.
+pub const HEALTH_PORT: i32 = 50900;
+
+/// Readiness from `/readyz` (so a Service, and Kelvin's view of the PEMs, only lists pods that can
+/// answer) and liveness from `/healthz`, both on [`HEALTH_PORT`].
+pub fn add_health_probes(container: &mut Container) {
+    let probe = |path: &str, initial_delay: i32, period: i32| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(HEALTH_PORT),
+            ..Default::default()
+        }),
+        initial_delay_seconds: Some(initial_delay),
+        period_seconds: Some(period),
+        failure_threshold: Some(3),
+        ..Default::default()
+    };
+    container.readiness_probe = Some(probe("/readyz", 0, 5));
+    // Generous: a PEM attaches its eBPF programs before it serves.
+    container.liveness_probe = Some(probe("/healthz", 30, 10));
 }
 
 /// A container running `vizier <role>` from the component's image.

@@ -1,5 +1,5 @@
-//! The settings ConfigMap every Vizier service reads (through `envFrom`), and the deploy-key Secret
-//! written from `spec.deployKey`.
+//! The settings ConfigMap every Vizier service reads (through `envFrom`), the deploy-key Secret
+//! written from `spec.deployKey`, and the cloud's CA for the connector.
 
 use std::collections::BTreeMap;
 
@@ -7,7 +7,11 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 
 use super::common::meta;
-use super::{DEPLOY_SECRET, KELVIN_SERVICE, METADATA_SERVICE, NATS, QUERY_BROKER_SERVICE, SETTINGS};
+use pixie_cloud::Trust;
+
+use super::{
+    CLOUD_CA, CLOUD_CA_KEY, DEPLOY_SECRET, KELVIN_SERVICE, METADATA_SERVICE, NATS, QUERY_BROKER_SERVICE, SETTINGS,
+};
 use crate::validate::Inputs;
 
 /// Where each service finds the others, and the Vizier-wide settings.
@@ -21,9 +25,11 @@ pub fn settings(inputs: &Inputs) -> ConfigMap {
         ("PL_QUERY_BROKER_ADDR".to_owned(), format!("{QUERY_BROKER_SERVICE}.{ns}.svc:50300")),
         ("PL_KELVIN_ADDR".to_owned(), format!("{KELVIN_SERVICE}.{ns}.svc:59300")),
         ("PL_TLS_DIR".to_owned(), super::common::CERTS_DIR.to_owned()),
+        ("PL_HEALTH_LISTEN".to_owned(), format!("0.0.0.0:{}", super::common::HEALTH_PORT)),
     ]);
-    if let Some(addr) = inputs.spec.cloud_addr.as_deref().filter(|a| !a.is_empty()) {
-        data.insert("PL_CLOUD_ADDR".to_owned(), addr.to_owned());
+    // Where the operator asks for versions: spec.cloudAddr, or a dev cloud's in-cluster service.
+    if let Some(addr) = crate::version::tracker_address(&inputs.spec) {
+        data.insert("PL_CLOUD_ADDR".to_owned(), addr);
     }
     if let Some(dev_ns) = inputs.spec.dev_cloud_namespace.as_deref() {
         data.insert("PL_DEV_CLOUD_NAMESPACE".to_owned(), dev_ns.to_owned());
@@ -32,6 +38,22 @@ pub fn settings(inputs: &Inputs) -> ConfigMap {
         data.insert("PL_RENEW_PERIOD".to_owned(), period.to_string());
     }
     ConfigMap { metadata: meta(inputs, SETTINGS, None), data: Some(data), ..Default::default() }
+}
+
+/// `pl-cloud-ca`: the CA the operator trusts the cloud with (`--cloud-ca-file`), for the cloud
+/// connector. Only when a cloud is configured and the operator has such a CA.
+pub fn cloud_ca(inputs: &Inputs) -> Option<ConfigMap> {
+    let Trust::Ca(pem) = &inputs.cloud_trust else {
+        return None;
+    };
+    if !inputs.cloud_enabled() {
+        return None;
+    }
+    Some(ConfigMap {
+        metadata: meta(inputs, CLOUD_CA, None),
+        data: Some(BTreeMap::from([(CLOUD_CA_KEY.to_owned(), String::from_utf8_lossy(pem).into_owned())])),
+        ..Default::default()
+    })
 }
 
 /// `pl-deploy-secrets`, holding `spec.deployKey` for the cloud connector. Only when a cloud is

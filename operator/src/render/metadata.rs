@@ -56,6 +56,7 @@ fn metadata_pod(inputs: &Inputs, store: Vec<k8s_openapi::api::core::v1::EnvVar>,
     }
     container.args = Some(vec!["--listen".into(), format!("0.0.0.0:{PORT}")]);
     container.ports = Some(vec![ContainerPort { name: Some("grpc".into()), container_port: PORT, ..Default::default() }]);
+    common::add_health_probes(&mut container);
     let mut volumes = vec![common::certs_volume()];
     if let Some((volume, mount)) = extra {
         volumes.push(volume);

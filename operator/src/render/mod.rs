@@ -21,6 +21,9 @@ pub const SETTINGS: &str = "pl-vizier-settings";
 pub const NATS: &str = "pl-nats";
 pub const NATS_CONFIG: &str = "nats-config";
 pub const DEPLOY_SECRET: &str = "pl-deploy-secrets";
+pub const CLOUD_CA: &str = "pl-cloud-ca";
+/// The key of `pl-cloud-ca`, and its file name in the connector.
+pub const CLOUD_CA_KEY: &str = "ca.crt";
 pub const CLUSTER_SECRETS: &str = "pl-cluster-secrets";
 pub const TLS_SECRET: &str = "service-tls-certs";
 pub const METADATA: &str = "vizier-metadata";
@@ -93,6 +96,9 @@ pub fn render(inputs: &Inputs) -> Result<Rendered, String> {
     let mut objects = vec![Object::from_typed(settings), Object::from_typed(nats::config(inputs))];
     if let Some(secret) = config::deploy_secret(inputs) {
         objects.push(Object::from_typed(secret));
+    }
+    if let Some(ca) = config::cloud_ca(inputs) {
+        objects.push(Object::from_typed(ca));
     }
     objects.extend(rbac::render(inputs));
     objects.push(Object::from_typed(nats::service(inputs)));

@@ -337,6 +337,70 @@ fn the_cloud_connector_exists_only_with_a_cloud() {
 }
 
 #[test]
+fn the_connector_trusts_the_cloud_as_the_operator_does_and_dials_a_dev_cloud_in_cluster() {
+    let mut inputs = production();
+    let connector_of = |inputs: &Inputs| {
+        let rendered = render(inputs).unwrap();
+        let deployment = find(&rendered, Kind::Deployment, CLOUD_CONNECTOR).clone();
+        (rendered, deployment)
+    };
+    // System roots: nothing to hand over.
+    let (rendered, deployment) = connector_of(&inputs);
+    let connector = container(&deployment, "cloud-connector");
+    assert!(env_value(connector, "PL_CLOUD_CA_FILE").is_none() && env_value(connector, "PL_CLOUD_INSECURE").is_none());
+    assert!(!rendered.objects.iter().any(|o| o.name == CLOUD_CA));
+
+    // The operator's private CA: in a ConfigMap, mounted, and named by PL_CLOUD_CA_FILE.
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    inputs.cloud_trust = pixie_cloud::Trust::Ca(pem.as_bytes().to_vec());
+    let (rendered, deployment) = connector_of(&inputs);
+    assert_eq!(find(&rendered, Kind::ConfigMap, CLOUD_CA)["data"][CLOUD_CA_KEY], pem);
+    let connector = container(&deployment, "cloud-connector");
+    assert_eq!(env_value(connector, "PL_CLOUD_CA_FILE"), Some(&json!("/cloud-ca/ca.crt")));
+    let mounts = connector["volumeMounts"].as_array().unwrap();
+    assert!(mounts.iter().any(|m| m["mountPath"] == "/cloud-ca" && m["name"] == "cloud-ca"), "{mounts:?}");
+    let volumes = pod_spec(&deployment)["volumes"].as_array().unwrap();
+    assert!(volumes.iter().any(|v| v["configMap"]["name"] == CLOUD_CA), "{volumes:?}");
+    // Other pods do not get it.
+    assert!(env_value(container(find(&rendered, Kind::Deployment, KELVIN), "kelvin"), "PL_CLOUD_CA_FILE").is_none());
+
+    // A plaintext development cloud.
+    inputs.cloud_trust = pixie_cloud::Trust::Plaintext;
+    let (rendered, deployment) = connector_of(&inputs);
+    assert_eq!(env_value(container(&deployment, "cloud-connector"), "PL_CLOUD_INSECURE"), Some(&json!("true")));
+    assert!(!rendered.objects.iter().any(|o| o.name == CLOUD_CA));
+
+    // A dev cloud is dialled in the cluster, where the operator asks for versions too.
+    inputs.spec.dev_cloud_namespace = Some("plc-dev".into());
+    let rendered = render(&inputs).unwrap();
+    assert_eq!(
+        find(&rendered, Kind::ConfigMap, SETTINGS)["data"]["PL_CLOUD_ADDR"],
+        "api-service.plc-dev.svc.cluster.local:51200"
+    );
+}
+
+#[test]
+fn grpc_components_are_probed_over_plain_http_on_the_health_port() {
+    let rendered = render(&production()).unwrap();
+    assert_eq!(
+        find(&rendered, Kind::ConfigMap, SETTINGS)["data"]["PL_HEALTH_LISTEN"],
+        format!("0.0.0.0:{}", common::HEALTH_PORT)
+    );
+    for (kind, name, container_name) in [
+        (Kind::DaemonSet, PEM, "pem"),
+        (Kind::Deployment, KELVIN, "kelvin"),
+        (Kind::Deployment, QUERY_BROKER, "query-broker"),
+        (Kind::Deployment, METADATA, "metadata"),
+    ] {
+        let container = container(find(&rendered, kind, name), container_name);
+        for (probe, path) in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")] {
+            assert_eq!(container[probe]["httpGet"]["path"], path, "{name} {probe}");
+            assert_eq!(container[probe]["httpGet"]["port"], common::HEALTH_PORT, "{name} {probe}");
+        }
+    }
+}
+
+#[test]
 fn patches_apply_by_name_and_unknown_targets_are_reported() {
     let mut inputs = minimal();
     inputs.patches = [

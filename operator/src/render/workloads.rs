@@ -6,17 +6,18 @@ use k8s_openapi::api::apps::v1::{
     DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, Deployment, DeploymentSpec, RollingUpdateDaemonSet,
 };
 use k8s_openapi::api::core::v1::{
-    ContainerPort, HostPathVolumeSource, PodSpec, ResourceRequirements, SecurityContext, Service, ServicePort,
+    ConfigMapVolumeSource, ContainerPort, HostPathVolumeSource, PodSpec, ResourceRequirements, SecurityContext, Service, ServicePort,
     ServiceSpec, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use pixie_cloud::Trust;
 use pixie_crds::DataAccess;
 
 use super::common::{self, PodShape, env, env_field, env_secret, meta, selector, selector_labels, set_env};
 use super::rbac::{CLOUD_CONNECTOR_ACCOUNT, QUERY_BROKER_ACCOUNT};
 use super::{
-    CLOUD_CONNECTOR, Component, KELVIN, KELVIN_SERVICE, METADATA_SERVICE, PEM, PEM_SERVICE, QUERY_BROKER,
+    CLOUD_CA, CLOUD_CA_KEY, CLOUD_CONNECTOR, Component, KELVIN, KELVIN_SERVICE, METADATA_SERVICE, PEM, PEM_SERVICE, QUERY_BROKER,
     QUERY_BROKER_SERVICE, metadata,
 };
 use crate::quantity;
@@ -27,6 +28,8 @@ pub const KELVIN_PORT: i32 = 59300;
 /// The PEMs' query API, on each node's network (PEMs run in the host's network namespace).
 pub const PEM_PORT: i32 = 50400;
 pub const CLOUD_CONNECTOR_PORT: i32 = 50800;
+/// Where the connector finds `pl-cloud-ca`.
+pub const CLOUD_CA_DIR: &str = "/cloud-ca";
 /// Pixie's default PEM memory limit.
 pub const DEFAULT_PEM_MEMORY: &str = "2Gi";
 /// Share of the PEM's memory limit given to its table store (Pixie's docs: 60%).
@@ -96,6 +99,7 @@ pub fn query_broker(inputs: &Inputs, settings_hash: &str) -> Deployment {
     set_env(vars, env_field("POD_NAMESPACE", "metadata.namespace"));
     set_env(vars, env_field("POD_NAME", "metadata.name"));
     container.ports = grpc_port(QUERY_BROKER_PORT);
+    common::add_health_probes(&mut container);
     let pod = PodSpec {
         containers: vec![container],
         service_account_name: Some(QUERY_BROKER_ACCOUNT.to_owned()),
@@ -120,6 +124,7 @@ pub fn kelvin(inputs: &Inputs, settings_hash: &str) -> Deployment {
     ]);
     set_env(container.env.get_or_insert_with(Vec::new), env("PL_DATA_ACCESS", data_access(inputs)));
     container.ports = grpc_port(KELVIN_PORT);
+    common::add_health_probes(&mut container);
     let pod = PodSpec {
         containers: vec![container],
         automount_service_account_token: Some(false),
@@ -192,6 +197,7 @@ pub fn pem(inputs: &Inputs, settings_hash: &str) -> DaemonSet {
         }
     }
     container.security_context = Some(SecurityContext { privileged: Some(true), ..Default::default() });
+    common::add_health_probes(&mut container);
     container.resources = Some(ResourceRequirements {
         limits: Some(BTreeMap::from([("memory".to_owned(), Quantity(limit))])),
         requests: Some(BTreeMap::from([("memory".to_owned(), Quantity(request))])),
@@ -260,11 +266,31 @@ pub fn cloud_connector(inputs: &Inputs, settings_hash: &str) -> Deployment {
     set_env(vars, env_secret("PL_DEPLOY_KEY", &secret, key));
     // Where the Vizier and pl-cluster-secrets are.
     set_env(vars, env_field("POD_NAMESPACE", "metadata.namespace"));
+    let mut volumes = vec![common::certs_volume()];
+    // The connector trusts the cloud as the operator does.
+    match &inputs.cloud_trust {
+        Trust::SystemRoots => {}
+        Trust::Plaintext => set_env(vars, env("PL_CLOUD_INSECURE", "true")),
+        Trust::Ca(_) => {
+            set_env(vars, env("PL_CLOUD_CA_FILE", format!("{CLOUD_CA_DIR}/{CLOUD_CA_KEY}")));
+            volumes.push(Volume {
+                name: "cloud-ca".into(),
+                config_map: Some(ConfigMapVolumeSource { name: CLOUD_CA.to_owned(), ..Default::default() }),
+                ..Default::default()
+            });
+            container.volume_mounts.get_or_insert_with(Vec::new).push(VolumeMount {
+                name: "cloud-ca".into(),
+                mount_path: CLOUD_CA_DIR.into(),
+                read_only: Some(true),
+                ..Default::default()
+            });
+        }
+    }
     container.ports = grpc_port(CLOUD_CONNECTOR_PORT);
     let pod = PodSpec {
         containers: vec![container],
         service_account_name: Some(CLOUD_CONNECTOR_ACCOUNT.to_owned()),
-        volumes: Some(vec![common::certs_volume()]),
+        volumes: Some(volumes),
         ..Default::default()
     };
     deployment(inputs, CLOUD_CONNECTOR, Component::CloudConnector, settings_hash, pod)

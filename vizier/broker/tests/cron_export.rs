@@ -11,11 +11,9 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc as std_mpsc;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -27,56 +25,11 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use pixie_broker::{LeaseSettings, Settings};
 use pixie_crds::{CronScript, DataExport, Vizier};
-use pixie_tests::TestCluster;
+use pixie_tests::{ChildGuard, PythonHttpServer, ResponseStatus, TestCluster, Traffic, first_line};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 const DEADLINE: Duration = Duration::from_secs(120);
-
-const SERVER_PY: &str = r#"
-import http.server
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def answer(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        body = b"ok"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = do_PUT = answer
-
-    def log_message(self, *args):
-        pass
-
-server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-print(server.server_address[1], flush=True)
-server.serve_forever()
-"#;
-
-/// `bursts` bursts of `per_burst` requests (GET, POST, PUT in turn), `pause` seconds apart; prints
-/// how many it made.
-const CLIENT_PY: &str = r#"
-import http.client, sys, time
-
-port, nonce, bursts, per_burst, pause = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
-methods = ["GET", "POST", "PUT"]
-conn = http.client.HTTPConnection("127.0.0.1", port)
-made = 0
-for burst in range(bursts):
-    for i in range(per_burst):
-        method = methods[i % 3]
-        conn.request(method, "/%s/%d/%d" % (nonce, burst, i), body=(b"x" if method != "GET" else None))
-        conn.getresponse().read()
-        made += 1
-    time.sleep(pause)
-print(made, flush=True)
-"#;
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -91,10 +44,6 @@ fn skip_unless_root(test: &str) -> bool {
         "\n\n******** SKIPPED {test}: vizier standalone loads eBPF programs, which needs root ********\n"
     );
     true
-}
-
-fn python() -> String {
-    std::env::var("PIXIE_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
 fn free_port() -> u16 {
@@ -146,44 +95,6 @@ fn collector_binary() -> PathBuf {
         .clone()
 }
 
-/// Kills (SIGTERM first, so vizier detaches its eBPF programs) and reaps a child on drop.
-struct ChildGuard(Child);
-
-impl ChildGuard {
-    fn stop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            // SAFETY: kill on our own child's pid.
-            unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
-            for _ in 0..100 {
-                if let Ok(Some(_)) = self.0.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// The first stdout line of `child`, read on a thread so that a silent child cannot hang the test.
-fn first_line(child: &mut Child, timeout: Duration) -> Option<String> {
-    let stdout = child.stdout.take()?;
-    let (tx, rx) = std_mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    rx.recv_timeout(timeout).ok()
-}
-
 /// `vizier standalone` tracing this host, and its query API address.
 fn start_vizier(dir: &Path) -> (ChildGuard, String) {
     let log = dir.join("vizier.log");
@@ -209,39 +120,18 @@ fn start_vizier(dir: &Path) -> (ChildGuard, String) {
     (child, addr)
 }
 
-fn start_server(dir: &Path) -> (ChildGuard, u16) {
-    fs::write(dir.join("server.py"), SERVER_PY).unwrap();
-    fs::write(dir.join("client.py"), CLIENT_PY).unwrap();
-    let mut server = ChildGuard(
-        Command::new(python())
-            .arg(dir.join("server.py"))
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the python server"),
-    );
-    let port = first_line(&mut server.0, Duration::from_secs(20))
-        .and_then(|l| l.trim().parse().ok())
-        .expect("the server's port");
-    (server, port)
-}
-
-fn http_client(
-    dir: &Path,
-    port: u16,
-    nonce: &str,
-    bursts: u32,
-    per_burst: u32,
-    pause_s: f64,
-) -> Command {
-    let mut command = Command::new(python());
-    command.arg(dir.join("client.py")).args([
-        port.to_string(),
-        nonce.to_owned(),
-        bursts.to_string(),
-        per_burst.to_string(),
-        pause_s.to_string(),
-    ]);
-    command
+/// `bursts` bursts of `per_burst` requests (GET, POST, PUT in turn) to `/<nonce>/<burst>/<i>`,
+/// `pause_s` seconds apart; each POST and PUT carries one byte.
+fn request_bursts(nonce: &str, bursts: u64, per_burst: usize, pause_s: f64) -> Traffic {
+    let methods = ["GET", "POST", "PUT"];
+    Traffic {
+        burst: (0..per_burst)
+            .map(|i| (methods[i % 3].to_owned(), format!("/{nonce}/{{burst}}/{i}")))
+            .collect(),
+        bursts,
+        pause: Duration::from_secs_f64(pause_s),
+        body_len: 1,
+    }
 }
 
 /// An OpenTelemetry Collector: OTLP/gRPC on `port`, metrics appended to a file as OTLP JSON lines.
@@ -432,7 +322,8 @@ async fn cron_runs_export_the_traced_requests_and_report_outages_and_drops() {
 
     let dir = tempfile::tempdir().unwrap();
     let (_vizier, query_addr) = start_vizier(dir.path());
-    let (_server, port) = start_server(dir.path());
+    let server = PythonHttpServer::start(dir.path(), ResponseStatus::Fixed(200));
+    let port = server.port();
     let collector_port = free_port();
     let collector = Collector::start(dir.path(), "collector", collector_port);
     let nonce = format!(
@@ -485,14 +376,7 @@ async fn cron_runs_export_the_traced_requests_and_report_outages_and_drops() {
     .await;
     assert!(time_of(&status_of(&crons, "http-counts").await["nextRunTime"]).unwrap() > first);
 
-    let made = http_client(dir.path(), port, &nonce, 4, 15, 3.0)
-        .output()
-        .expect("run the client");
-    assert!(made.status.success(), "client: {made:?}");
-    let made: i64 = String::from_utf8_lossy(&made.stdout)
-        .trim()
-        .parse()
-        .unwrap();
+    let made = server.send(&request_bursts(&nonce, 4, 15, 3.0)) as i64;
     assert_eq!(made, 60);
     let traffic_end = Timestamp::now();
 
@@ -552,7 +436,8 @@ async fn cron_runs_export_the_traced_requests_and_report_outages_and_drops() {
 
     // The collector goes away while traffic goes on: runs fail, the queue overflows.
     let mut traffic = ChildGuard(
-        http_client(dir.path(), port, &nonce, 10_000, 6, 1.0)
+        server
+            .client(&request_bursts(&nonce, 10_000, 6, 1.0))
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),
@@ -560,7 +445,7 @@ async fn cron_runs_export_the_traced_requests_and_report_outages_and_drops() {
     let Collector {
         child: mut dead, ..
     } = collector;
-    dead.stop();
+    dead.terminate();
     let failing = wait_status(&crons, "http-counts", "failing runs", |s| {
         let degraded = condition(s, "Degraded")?;
         (s["lastRun"]["outcome"] == "Failed"
@@ -648,7 +533,7 @@ async fn cron_runs_export_the_traced_requests_and_report_outages_and_drops() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    traffic.stop();
+    traffic.terminate();
     let _ = stop_broker.send(());
     broker.await.unwrap();
 }
