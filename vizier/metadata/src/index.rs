@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus, Service};
 use serde::{Deserialize, Serialize};
 
 use crate::cgroup::strip_runtime;
@@ -119,6 +119,16 @@ impl PodIndex {
     }
 }
 
+/// Init containers first, then the others; a container not yet started has no status.
+fn container_statuses(status: Option<&PodStatus>) -> impl Iterator<Item = &ContainerStatus> {
+    status.into_iter().flat_map(|s| {
+        s.init_container_statuses
+            .iter()
+            .flatten()
+            .chain(s.container_statuses.iter().flatten())
+    })
+}
+
 fn pod_info(pod: &Pod, selectors: &SelectorsByNamespace<'_>) -> Option<PodInfo> {
     let meta = &pod.metadata;
     let namespace = meta.namespace.clone()?;
@@ -140,28 +150,14 @@ fn pod_info(pod: &Pod, selectors: &SelectorsByNamespace<'_>) -> Option<PodInfo> 
     // A completed pod stopped when its last container finished.
     let stopped_at_unix_ms = terminated
         .then(|| {
-            status
-                .into_iter()
-                .flat_map(|s| {
-                    s.init_container_statuses
-                        .iter()
-                        .flatten()
-                        .chain(s.container_statuses.iter().flatten())
-                })
+            container_statuses(status)
                 .filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref())
                 .filter_map(|t| u64::try_from(t.0.as_millisecond()).ok())
                 .max()
         })
         .flatten();
     // Init containers run processes too; a container not yet started has no status.
-    let containers = status
-        .into_iter()
-        .flat_map(|s| {
-            s.init_container_statuses
-                .iter()
-                .flatten()
-                .chain(s.container_statuses.iter().flatten())
-        })
+    let containers = container_statuses(status)
         .map(|c| ContainerInfo {
             name: c.name.clone(),
             id: c

@@ -204,16 +204,7 @@ async fn node_pods_come_with_their_services_and_resolve_processes_to_pods() {
     let tls = ServiceTls::load(certs.path()).unwrap();
     let (_service, addr) = start_service(client.clone(), Some(&tls)).await;
     let mut api = api_client(addr, Some(tls.client())).await;
-    eventually("metadata service synced", WAIT, || {
-        let mut api = api.clone();
-        async move {
-            api.health(proto::HealthRequest {})
-                .await
-                .map(|_| ())
-                .map_err(|s| s.to_string())
-        }
-    })
-    .await;
+    wait_synced(&api).await;
     let empty = api
         .list_pods(ListPodsRequest {
             node_name: String::new(),
@@ -320,14 +311,18 @@ async fn node_pods_come_with_their_services_and_resolve_processes_to_pods() {
         std::fs::write(dir.join("cgroup"), cgroup).unwrap();
         std::fs::write(dir.join("cmdline"), b"nginx\0-g\0daemon off;\0").unwrap();
     }
-    let meta = K8sMetadata::connect_with_proc_root(
-        &addr.to_string(),
-        &node,
-        proc_root.path(),
-        Duration::from_millis(200),
-        Some(tls.client()),
-    )
-    .unwrap();
+    // A PEM of `node` reading the fake /proc, refreshing every 200 ms.
+    let pem = || {
+        K8sMetadata::connect_with_proc_root(
+            &addr.to_string(),
+            &node,
+            proc_root.path(),
+            Duration::from_millis(200),
+            Some(tls.client()),
+        )
+        .unwrap()
+    };
+    let meta = pem();
     let upid = "0:4242:777";
     eventually("the nginx process resolves to web-0", WAIT, || {
         let got = meta.resolve(upid, MetadataField::Pod);
@@ -394,14 +389,7 @@ async fn node_pods_come_with_their_services_and_resolve_processes_to_pods() {
         .unwrap()
         .into_inner();
     assert!(health.terminated_pods >= 1, "{health:?}");
-    let late_pem = K8sMetadata::connect_with_proc_root(
-        &addr.to_string(),
-        &node,
-        proc_root.path(),
-        Duration::from_millis(200),
-        Some(tls.client()),
-    )
-    .unwrap();
+    let late_pem = pem();
     for (pem, what) in [
         (
             &meta,

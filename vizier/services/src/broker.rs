@@ -14,7 +14,7 @@ use pixie_engine::{ClientTls, ForwardingApi, ServiceTls, server};
 
 use crate::collect::{self, parse_duration};
 use crate::health::{self, HealthArgs};
-use crate::query_api::{Serving, TlsArgs};
+use crate::query_api::{self, TlsArgs};
 
 /// Where CronScripts run when neither --query-addr nor --kelvin-addr says (`vizier standalone`).
 const LOCAL_QUERY_ADDR: &str = "127.0.0.1:50300";
@@ -74,7 +74,7 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
             Some(kelvin) => {
                 let api = ForwardingApi::new(kelvin, tls.as_ref().map(ServiceTls::client))
                     .with_context(|| format!("--kelvin-addr {kelvin}"))?;
-                let serving = Serving::start(args.listen, api, tls.as_ref()).await?;
+                let serving = query_api::serve(args.listen, api, tls.as_ref()).await?;
                 tracing::info!(addr = %serving.addr(), kelvin, "query API up, forwarding to Kelvin");
                 Some(serving)
             }

@@ -6,13 +6,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::Context;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
 use clap::Args;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+
+use crate::background::BackgroundServer;
 
 #[derive(Debug, Args)]
 pub struct HealthArgs {
@@ -25,48 +24,25 @@ pub struct HealthArgs {
 /// Why the role is not ready yet, or None when it is.
 pub type Readiness = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
-/// The probe endpoints being served, until [`HealthServer::stop`].
-pub struct HealthServer {
-    addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<std::io::Result<()>>,
-}
-
 impl HealthArgs {
     /// Starts serving when --health-listen is given.
-    pub async fn start(&self, readiness: Readiness) -> anyhow::Result<Option<HealthServer>> {
+    pub async fn start(&self, readiness: Readiness) -> anyhow::Result<Option<BackgroundServer>> {
         let Some(listen) = self.health_listen else {
             return Ok(None);
         };
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("--health-listen {listen}"))?;
-        let addr = listener.local_addr().context("reading the bound address")?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router(readiness))
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-        });
-        let server = HealthServer { addr, stop, task };
+        let server = BackgroundServer::start(
+            listen,
+            "--health-listen",
+            "the health endpoints",
+            |listener, stop| async move {
+                Ok(axum::serve(listener, router(readiness))
+                    .with_graceful_shutdown(stop)
+                    .await?)
+            },
+        )
+        .await?;
         tracing::info!(addr = %server.addr(), "probes served on /healthz and /readyz");
         Ok(Some(server))
-    }
-}
-
-impl HealthServer {
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    pub async fn stop(self) -> anyhow::Result<()> {
-        let _ = self.stop.send(());
-        self.task
-            .await
-            .context("the health task panicked")?
-            .context("serving the health endpoints")
     }
 }
 

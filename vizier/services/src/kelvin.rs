@@ -12,7 +12,7 @@ use pixie_engine::{Engine, PemAddrs, RemoteTables};
 
 use crate::collect;
 use crate::health::{self, HealthArgs};
-use crate::query_api::{EngineArgs, Serving, TlsArgs};
+use crate::query_api::{self, EngineArgs, TlsArgs};
 
 /// Kelvin's port in Pixie (`kelvin-service`), and ours.
 pub const DEFAULT_PORT: u16 = 59300;
@@ -57,7 +57,7 @@ pub fn run(args: KelvinArgs) -> anyhow::Result<()> {
         let engine = Engine::remote(tables.clone(), args.engine.config())
             .context("starting the query engine")?;
         let api = VizierApi::over_pems(std::sync::Arc::new(engine), tables);
-        let serving = Serving::start(args.listen, api, tls.as_ref()).await?;
+        let serving = query_api::serve(args.listen, api, tls.as_ref()).await?;
         // On stdout, for scripts and tests that start us on port 0.
         println!("vizier kelvin listening on {}", serving.addr());
         tracing::info!(addr = %serving.addr(), pems = %args.pems(), tls = tls.is_some(), "kelvin up");

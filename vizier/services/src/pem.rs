@@ -14,7 +14,7 @@ use pixie_store::tables::{self, conn_stats, http_events, process_stats};
 use crate::collect::{self, CollectorArgs, parse_duration};
 use crate::health::{self, HealthArgs};
 use crate::print;
-use crate::query_api::{self, EngineArgs, MetadataArgs, Serving, TlsArgs};
+use crate::query_api::{self, EngineArgs, MetadataArgs, TlsArgs};
 
 #[derive(Debug, Args)]
 pub struct PemArgs {
@@ -74,7 +74,7 @@ pub fn run(mut args: PemArgs) -> anyhow::Result<()> {
                     &node,
                     tls.as_ref().map(ServiceTls::client),
                 )?;
-                let serving = Serving::start(listen, api, tls.as_ref()).await?;
+                let serving = query_api::serve(listen, api, tls.as_ref()).await?;
                 // On stdout, for scripts and tests that start us on port 0.
                 println!("vizier pem listening on {}", serving.addr());
                 tracing::info!(addr = %serving.addr(), node, "query API up");

@@ -13,8 +13,8 @@ use pixie_engine::{ClientTls, Engine, EngineConfig, ProcMetadata, ServiceTls};
 use pixie_metadata::K8sMetadata;
 use pixie_pxl::MetadataResolver;
 use pixie_store::TableStore;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+
+use crate::background::BackgroundServer;
 
 /// Limits of the query engine.
 #[derive(Debug, Args)]
@@ -108,47 +108,20 @@ fn host_name(proc_root: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// An API being served, until [`Serving::stop`].
-pub struct Serving {
-    addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), tonic::transport::Error>>,
-}
-
-impl Serving {
-    /// Binds `listen` and serves `api` on it in the background, over mutual TLS with `tls`.
-    pub async fn start(
-        listen: SocketAddr,
-        api: impl VizierService,
-        tls: Option<&ServiceTls>,
-    ) -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("listening on {listen}"))?;
-        let addr = listener.local_addr().context("reading the bound address")?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let tls = tls.cloned();
-        let task = tokio::spawn(async move {
-            server::serve(listener, api, tls.as_ref(), async {
-                let _ = stopped.await;
-            })
-            .await
-        });
-        Ok(Serving { addr, stop, task })
-    }
-
-    /// The bound address (the chosen port when `listen` asked for port 0).
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    pub async fn stop(self) -> anyhow::Result<()> {
-        let _ = self.stop.send(());
-        self.task
-            .await
-            .context("the API task panicked")?
-            .context("serving the query API")
-    }
+/// Binds `listen` and serves `api` on it in the background, over mutual TLS with `tls`.
+pub async fn serve(
+    listen: SocketAddr,
+    api: impl VizierService,
+    tls: Option<&ServiceTls>,
+) -> anyhow::Result<BackgroundServer> {
+    let tls = tls.cloned();
+    BackgroundServer::start(
+        listen,
+        "listening on",
+        "the query API",
+        |listener, stop| async move { Ok(server::serve(listener, api, tls.as_ref(), stop).await?) },
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use clap::Args;
 use pixie_engine::server;
 
 use crate::collect::{self, CollectorArgs, parse_duration};
-use crate::query_api::{self, EngineArgs, MetadataArgs, Serving};
+use crate::query_api::{self, EngineArgs, MetadataArgs};
 
 #[derive(Debug, Args)]
 pub struct StandaloneArgs {
@@ -35,7 +35,7 @@ pub fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         let collector = collect::start_collector(&args.collector, &store)?;
         let node = query_api::node_name(args.collector.node_name());
         let api = query_api::store_api(&store, &args.engine, &args.metadata, &node, None)?;
-        let serving = Serving::start(args.listen, api, None).await?;
+        let serving = query_api::serve(args.listen, api, None).await?;
         let addr = serving.addr();
         // On stdout, for scripts and tests that start us on port 0.
         println!("vizier standalone listening on {addr}");
