@@ -40,9 +40,9 @@ pub struct CollectorArgs {
     /// Bytes buffered per connection direction while messages are reassembled.
     #[arg(long, env = "PL_DATASTREAM_BUFFER_SIZE", default_value = "1048576", value_parser = datastream_buffer_size)]
     datastream_buffer_size: usize,
-    /// Most bytes a connection's buffer may reach before it is processed. Must not be below
-    /// --datastream-buffer-size; this collector parses data as it arrives, so in practice a buffer
-    /// never holds more than --datastream-buffer-size.
+    /// Most bytes a connection may hold for a moment: chunks that arrived out of order wait
+    /// behind the missing one for up to the reorder wait, within this budget, before the gap is
+    /// given up. Must not be below --datastream-buffer-size, which is the default.
     #[arg(long, env = "PL_DATASTREAM_BUFFER_SPIKE_SIZE", value_parser = datastream_buffer_spike_size)]
     datastream_buffer_spike_size: Option<usize>,
     /// Where the host's filesystem is mounted; its /proc is read from `<path>/proc`.
@@ -103,6 +103,7 @@ impl CollectorArgs {
             ..Default::default()
         };
         socket_trace.http_limits.max_buffered_bytes = self.datastream_buffer_size;
+        socket_trace.spike_bytes = self.datastream_buffer_spike_size;
         if self.data_access != DataAccess::Full {
             socket_trace.http_limits.max_body_bytes = 0;
         }

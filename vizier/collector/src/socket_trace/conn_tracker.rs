@@ -9,6 +9,7 @@ use pixie_protocols::{Direction as ParserDirection, TraceRole as ParserRole};
 use pixie_store::Upid;
 use pixie_store::tables::{Protocol, TraceRole};
 
+use super::SocketTraceConfig;
 use super::reassembly::{Reassembler, ReassemblyStats, Segment};
 use crate::conn_stats::ConnSnapshot;
 
@@ -50,8 +51,8 @@ pub struct ConnTracker {
 }
 
 impl ConnTracker {
-    pub fn from_open(open: &ConnOpen, upid: Upid, limits: HttpLimits, now_ns: u64) -> Self {
-        let mut t = ConnTracker::unknown(open.conn, upid, limits, now_ns);
+    pub fn from_open(open: &ConnOpen, upid: Upid, config: &SocketTraceConfig, now_ns: u64) -> Self {
+        let mut t = ConnTracker::unknown(open.conn, upid, config, now_ns);
         t.remote = open.remote.socket_addr();
         t.local = open.local.socket_addr();
         t.addr_family = open.remote.family;
@@ -61,9 +62,10 @@ impl ConnTracker {
     }
 
     /// A connection we learn about from its data only.
-    pub fn unknown(id: ConnId, upid: Upid, limits: HttpLimits, now_ns: u64) -> Self {
-        // Each direction waits behind holes with up to half of the connection's buffer.
-        let per_direction = limits.max_buffered_bytes / 2;
+    pub fn unknown(id: ConnId, upid: Upid, config: &SocketTraceConfig, now_ns: u64) -> Self {
+        let limits = config.http_limits;
+        // Each direction waits behind holes with up to half of the connection's spike budget.
+        let per_direction = config.spike_bytes.unwrap_or(limits.max_buffered_bytes) / 2;
         ConnTracker {
             id,
             upid,

@@ -46,9 +46,12 @@ impl ProcessLookup for ProcFs {
 pub struct SocketTraceConfig {
     /// The agent's short id, the first part of every upid.
     pub asid: u32,
-    /// Parser limits; `max_buffered_bytes` is also the connection's reassembly budget (Pixie's
-    /// 1 MB `datastream_buffer_size`).
+    /// Parser limits; `max_buffered_bytes` is what a parser keeps between events (Pixie's 1 MB
+    /// `datastream_buffer_size`).
     pub http_limits: HttpLimits,
+    /// What a connection may hold for a moment behind a hole, while it waits `reorder_wait` for the
+    /// missing chunk (Pixie's `datastream_buffer_spike_size`); `None` is `max_buffered_bytes`.
+    pub spike_bytes: Option<usize>,
     /// How long chunks wait behind a hole before the hole is declared lost.
     pub reorder_wait: Duration,
     /// A connection with no events for this long releases its buffers, and is dropped if its
@@ -63,6 +66,7 @@ impl Default for SocketTraceConfig {
         SocketTraceConfig {
             asid: 0,
             http_limits: HttpLimits::default(),
+            spike_bytes: None,
             reorder_wait: Duration::from_millis(250),
             idle_timeout: Duration::from_secs(300),
             closed_grace: Duration::from_secs(1),
@@ -130,9 +134,9 @@ impl<P: ProcessLookup> SocketTraceConnector<P> {
                 self.stats.opens += 1;
                 self.supersede(open.conn, now_ns);
                 let upid = self.upid(open.conn.tgid);
-                self.conns.entry(open.conn).or_insert_with(|| {
-                    ConnTracker::from_open(&open, upid, self.config.http_limits, now_ns)
-                });
+                self.conns
+                    .entry(open.conn)
+                    .or_insert_with(|| ConnTracker::from_open(&open, upid, &self.config, now_ns));
             }
             Event::ConnClose(close) => {
                 self.stats.closes += 1;
@@ -152,7 +156,7 @@ impl<P: ProcessLookup> SocketTraceConnector<P> {
                     self.stats.opened_from_data += 1;
                     self.supersede(data.conn, now_ns);
                     let upid = self.upid(data.conn.tgid);
-                    let t = ConnTracker::unknown(data.conn, upid, self.config.http_limits, now_ns);
+                    let t = ConnTracker::unknown(data.conn, upid, &self.config, now_ns);
                     self.conns.insert(data.conn, t);
                 }
                 let t = self.conns.get_mut(&data.conn).expect("inserted above");

@@ -190,6 +190,45 @@ fn chunks_delivered_out_of_order_are_reordered_by_stream_position() {
     assert_eq!(rows[0].resp_body, "hello");
 }
 
+/// A response whose first 20 bytes arrive after the rest, through a connector whose parser keeps
+/// at most 96 bytes; returns the rows once the late head is in.
+fn late_head_with_budgets(
+    spike_bytes: Option<usize>,
+) -> Vec<pixie_store::tables::http_events::Row> {
+    let mut config = SocketTraceConfig {
+        asid: 7,
+        spike_bytes,
+        ..Default::default()
+    };
+    config.http_limits.max_buffered_bytes = 96;
+    let mut t = SocketTraceConnector::new(
+        config,
+        FakeProcs::default(),
+        ClockConverter { offset_ns: OFFSET },
+    );
+    let c = conn(100);
+    t.handle(open(c, Role::Client, SERVER, CLIENT), 1);
+    t.handle(data(c, Direction::Send, 0, 10, REQ, REQ.len() as u32), 10);
+    let (head, tail) = RESP.split_at(20);
+    t.handle(
+        data(c, Direction::Recv, 20, 30, tail, tail.len() as u32),
+        30,
+    );
+    t.handle(data(c, Direction::Recv, 0, 20, head, head.len() as u32), 31);
+    t.take_http_rows()
+}
+
+#[test]
+fn the_spike_size_lets_a_burst_wait_behind_a_hole_beyond_the_buffer_size() {
+    // 61 bytes behind the hole: over the half of the 96-byte buffer a direction may hold, so
+    // without a spike budget the hole is given up and the response is lost.
+    assert!(RESP.len() - 20 > 48);
+    assert!(late_head_with_budgets(None).is_empty());
+    let rows = late_head_with_budgets(Some(1024));
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].resp_body, "hello");
+}
+
 #[test]
 fn a_capped_body_counts_in_full_and_the_next_exchange_still_parses() {
     let mut t = connector();
