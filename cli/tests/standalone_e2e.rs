@@ -323,6 +323,7 @@ fn write_operator_certificates(dir: &std::path::Path) {
         spec: Default::default(),
         patches: Default::default(),
         cloud_trust: pixie_cloud::Trust::SystemRoots,
+        tls_not_after: None,
     };
     let secret =
         pixie_operator::secrets::tls_secret(&inputs, k8s_openapi::jiff::Timestamp::now()).unwrap();

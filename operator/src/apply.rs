@@ -14,7 +14,6 @@ use crate::FIELD_MANAGER;
 use crate::error::Error;
 use crate::fetch::Live;
 use crate::quantity;
-use crate::render::{CLUSTER_SECRETS, TLS_SECRET};
 use crate::resources::{Kind, Object};
 
 /// The digest of the rendered body, as last applied.
@@ -115,7 +114,7 @@ pub async fn prune(client: &Client, namespace: &str, uid: &str, desired: &[Objec
     let wanted: BTreeSet<(Kind, &str)> = desired.iter().map(|o| (o.kind, o.name.as_str())).collect();
     let mut deleted = Vec::new();
     for ((kind, name), object) in &live.objects {
-        let generated = *kind == Kind::Secret && (name == CLUSTER_SECRETS || name == TLS_SECRET);
+        let generated = *kind == Kind::Secret && crate::secrets::GENERATED.contains(&name.as_str());
         if wanted.contains(&(*kind, name.as_str())) || generated || kind.keeps_data() {
             continue;
         }

@@ -151,7 +151,7 @@ pub async fn apply(vizier: &Vizier, ctx: &Context) -> Result<Action, Error> {
         cloud.as_ref(),
         cloud_trust,
     );
-    let (inputs, version_note) = match outcome {
+    let (mut inputs, version_note) = match outcome {
         Err(message) => {
             status::write(&viziers, &ctx.recorder, vizier, &Assessment::failed("InvalidSpec", &message)).await?;
             return Err(Error::InvalidSpec(message));
@@ -167,6 +167,15 @@ pub async fn apply(vizier: &Vizier, ctx: &Context) -> Result<Action, Error> {
             (inputs, version_note)
         }
     };
+    let secrets = secrets::ensure(&Api::namespaced(ctx.client.clone(), &namespace), &inputs, Timestamp::now()).await?;
+    if secrets.renewed {
+        status::announce(&ctx.recorder, vizier, "CertificatesRenewed", &format!(
+            "the service certificates were renewed; they now expire at {}; the pods roll onto them",
+            secrets.tls_not_after.map_or_else(|| "an unknown time".to_owned(), |t| t.to_string())
+        ))
+        .await;
+    }
+    inputs.tls_not_after = secrets.tls_not_after;
     let rendered = match render::render(&inputs) {
         Ok(rendered) => rendered,
         Err(message) => {
@@ -175,7 +184,6 @@ pub async fn apply(vizier: &Vizier, ctx: &Context) -> Result<Action, Error> {
         }
     };
 
-    let secrets = secrets::ensure(&Api::namespaced(ctx.client.clone(), &namespace), &inputs).await?;
     let applied = match apply::apply_all(&ctx.client, &namespace, &rendered.objects, &live).await {
         Ok(applied) => applied,
         Err(error) if error.is_permanent() => {

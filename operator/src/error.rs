@@ -21,8 +21,8 @@ pub enum Error {
     #[error("deleting {kind} {name}: {source}")]
     Prune { kind: Kind, name: String, source: kube::Error },
 
-    #[error("creating secret {name}: {source}")]
-    SecretCreate { name: String, source: kube::Error },
+    #[error("writing secret {name}: {source}")]
+    SecretWrite { name: String, source: kube::Error },
 
     #[error("generating certificates: {0}")]
     Certificates(#[from] rcgen::Error),
@@ -61,7 +61,7 @@ impl Error {
             Error::Fetch { .. } => "fetch".into(),
             Error::Apply { kind, source, .. } => format!("apply_{}_{}", kind.as_str().to_lowercase(), api_code(source)),
             Error::Prune { .. } => "prune".into(),
-            Error::SecretCreate { .. } => "secret_create".into(),
+            Error::SecretWrite { .. } => "secret_write".into(),
             Error::Certificates(_) => "certificates".into(),
             Error::Status(_) => "status".into(),
             Error::Cleanup(_) => "cleanup".into(),

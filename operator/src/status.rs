@@ -274,6 +274,20 @@ pub async fn write(api: &Api<Vizier>, recorder: &Recorder, vizier: &Vizier, asse
     Ok(true)
 }
 
+/// Publishes a Normal Event on the Vizier for something the operator did that no condition shows.
+pub async fn announce(recorder: &Recorder, vizier: &Vizier, reason: &str, note: &str) {
+    let event = Event {
+        type_: EventType::Normal,
+        reason: reason.to_owned(),
+        note: Some(note.to_owned()),
+        action: reason.to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = recorder.publish(&event, &vizier.object_ref(&())).await {
+        tracing::warn!(%error, "publishing an event");
+    }
+}
+
 fn truncate(text: &str, max: usize) -> &str {
     match text.char_indices().nth(max) {
         Some((index, _)) => &text[..index],

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use pixie_crds::{Vizier, VizierSpec};
 use serde_json::Value;
@@ -73,6 +74,9 @@ pub struct Inputs {
     /// How the cloud connector trusts the cloud: as the operator does (`--cloud-ca-file`,
     /// `--cloud-insecure`).
     pub cloud_trust: Trust,
+    /// When the service certificates in use expire; a renewal changes it, which rolls the pods
+    /// onto the new certificates. None before they exist.
+    pub tls_not_after: Option<Timestamp>,
 }
 
 impl Inputs {
@@ -183,6 +187,7 @@ pub fn validate_with_cloud(
             spec: spec.clone(),
             patches,
             cloud_trust,
+            tls_not_after: None,
         }),
         backend_reason,
         version_source,

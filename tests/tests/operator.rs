@@ -552,6 +552,66 @@ async fn an_invalid_spec_is_reported_and_waits_for_a_fix() {
     operator.stop().await;
 }
 
+#[tokio::test]
+async fn certificates_near_their_expiry_are_renewed_from_the_same_ca_and_roll_the_pods() {
+    use k8s_openapi::jiff::{Timestamp, ToSpan};
+    let (cluster, client, ns) = setup("op-renew").await;
+    let operator = Operator::start(cluster, settings(&ns)).await;
+    let viziers = Api::<Vizier>::namespaced(client.clone(), &ns);
+    viziers.create(&PostParams::default(), &minimal_vizier("pixie", "0.2.0")).await.unwrap();
+    wait_ready(&viziers, "pixie").await;
+
+    let secrets = Api::<Secret>::namespaced(client.clone(), &ns);
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
+    fn pod_hash(deployment: &Deployment) -> String {
+        let annotations = deployment.spec.template.metadata.as_ref().and_then(|m| m.annotations.as_ref());
+        annotations.and_then(|a| a.get("px.dev/settings-hash")).cloned().unwrap_or_default()
+    }
+    let before = secrets.get("service-tls-certs").await.unwrap();
+    let hash_before = pod_hash(&deployments.get("kelvin").await.unwrap());
+    assert!(secrets.get_opt("service-tls-ca").await.unwrap().is_some(), "the CA is kept for renewals");
+
+    // Ten days left: inside the 30-day renewal window.
+    let soon = Timestamp::now().checked_add(240.hours()).unwrap();
+    secrets
+        .patch(
+            "service-tls-certs",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"px.dev/not-after": soon.to_string()}}})),
+        )
+        .await
+        .unwrap();
+    let renewed = eventually("the certificates are renewed", Duration::from_secs(60), || async {
+        let secret = secrets.get("service-tls-certs").await.map_err(|e| e.to_string())?;
+        let not_after: Timestamp = secret.annotations()["px.dev/not-after"].parse().unwrap();
+        if not_after.duration_since(Timestamp::now()).as_hours() > 300 * 24 { Ok(secret) } else { Err(format!("expires {not_after}")) }
+    })
+    .await;
+    let (old, new) = (before.data.unwrap(), renewed.data.unwrap());
+    assert_eq!(old["ca.crt"], new["ca.crt"], "the same CA: pods not yet rolled keep trusting the new certificates");
+    assert_ne!(old["server.crt"], new["server.crt"]);
+    assert_ne!(old["client.key"], new["client.key"]);
+
+    // The pods roll onto them, and the Vizier says why.
+    eventually("kelvin's pod template changed", Duration::from_secs(30), || async {
+        let hash = pod_hash(&deployments.get("kelvin").await.map_err(|e| e.to_string())?);
+        if hash != hash_before { Ok(()) } else { Err(hash) }
+    })
+    .await;
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert!(events.items.iter().any(|e| e.reason.as_deref() == Some("CertificatesRenewed")), "an Event says so");
+    wait_ready(&viziers, "pixie").await;
+
+    // Renewed once: the next reconciles leave them alone.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let again = secrets.get("service-tls-certs").await.unwrap();
+    assert_eq!(again.metadata.resource_version, renewed.metadata.resource_version);
+    operator.stop().await;
+}
+
 async fn http_get(port: u16, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");

@@ -23,6 +23,7 @@ fn inputs(backend: MetadataBackend, cloud: bool) -> Inputs {
         },
         patches: Default::default(),
         cloud_trust: pixie_cloud::Trust::SystemRoots,
+            tls_not_after: None,
     }
 }
 

@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::{
     Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::jiff::Timestamp;
 use sha2::{Digest, Sha256};
 
 use super::{CLUSTER_SECRETS, Component, SETTINGS, TLS_SECRET};
@@ -214,10 +215,16 @@ pub fn certs_mount() -> VolumeMount {
     VolumeMount { name: "certs".to_owned(), mount_path: CERTS_DIR.to_owned(), read_only: Some(true), ..Default::default() }
 }
 
-/// Hash of the settings ConfigMap's data, put on pod templates so that a settings change rolls them.
-pub fn settings_hash(settings: &ConfigMap) -> String {
-    let data = serde_json::to_vec(&settings.data).expect("ConfigMap data serializes");
-    hex::encode(&Sha256::digest(&data)[..8])
+/// Hash of the settings ConfigMap's data and of the certificates' expiry, put on pod templates so that
+/// a settings change or a certificate renewal rolls them.
+pub fn settings_hash(settings: &ConfigMap, tls_not_after: Option<Timestamp>) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(serde_json::to_vec(&settings.data).expect("ConfigMap data serializes"));
+    // The certificates are read at start too: renewed ones reach the pods by a roll.
+    if let Some(not_after) = tls_not_after {
+        hasher.update(not_after.to_string());
+    }
+    hex::encode(&hasher.finalize()[..8])
 }
 
 /// How a component's pods run.

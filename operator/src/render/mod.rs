@@ -92,7 +92,7 @@ pub struct Rendered {
 /// Renders every object of the Vizier, patches applied, in apply order.
 pub fn render(inputs: &Inputs) -> Result<Rendered, String> {
     let settings = config::settings(inputs);
-    let settings_hash = common::settings_hash(&settings);
+    let settings_hash = common::settings_hash(&settings, inputs.tls_not_after);
     let mut objects = vec![Object::from_typed(settings), Object::from_typed(nats::config(inputs))];
     if let Some(secret) = config::deploy_secret(inputs) {
         objects.push(Object::from_typed(secret));
