@@ -25,6 +25,23 @@ pub enum HistoryError {
     Version { found: u32 },
 }
 
+/// What a history file holds.
+#[derive(Debug, Clone)]
+pub struct StoredState {
+    pub terminated: TerminatedPods,
+    /// The pods in the cluster when it was written.
+    pub running: Vec<PodInfo>,
+}
+
+impl StoredState {
+    pub fn empty(retain: Duration) -> Self {
+        StoredState {
+            terminated: TerminatedPods::new(retain),
+            running: Vec::new(),
+        }
+    }
+}
+
 /// Deleted pods by UID, each with [`PodInfo::terminated`] set and its stop time.
 #[derive(Debug, Clone)]
 pub struct TerminatedPods {
@@ -37,6 +54,9 @@ pub struct TerminatedPods {
 struct HistoryFile {
     version: u32,
     pods: Vec<PodInfo>,
+    /// The pods in the cluster when the file was written (absent from older files).
+    #[serde(default)]
+    running: Vec<PodInfo>,
 }
 
 impl TerminatedPods {
@@ -130,20 +150,29 @@ impl TerminatedPods {
         self.by_uid.contains_key(uid)
     }
 
-    /// The JSON form, pods sorted by UID so that equal histories write equal files.
-    pub fn to_json(&self) -> Vec<u8> {
+    /// The JSON form, with `running`: the pods in the cluster now, so that a restarted service can
+    /// tell which of them went while it was down. Pods sorted by UID so that equal states write
+    /// equal files.
+    pub fn to_json(&self, mut running: Vec<PodInfo>) -> Vec<u8> {
         let mut pods: Vec<PodInfo> = self.by_uid.values().cloned().collect();
         pods.sort_by(|a, b| a.uid.cmp(&b.uid));
+        running.sort_by(|a, b| a.uid.cmp(&b.uid));
         let file = HistoryFile {
             version: FORMAT_VERSION,
             pods,
+            running,
         };
         serde_json::to_vec(&file).expect("a PodInfo always serializes")
     }
 
     /// Reads [`TerminatedPods::to_json`]'s form, keeping the pods still within `retain` at `now_ms`
-    /// (the window may have changed, and time passed, since it was written).
-    pub fn from_json(bytes: &[u8], retain: Duration, now_ms: u64) -> Result<Self, HistoryError> {
+    /// (the window may have changed, and time passed, since it was written); also returns the pods
+    /// that were running then.
+    pub fn from_json(
+        bytes: &[u8],
+        retain: Duration,
+        now_ms: u64,
+    ) -> Result<StoredState, HistoryError> {
         let file: HistoryFile = serde_json::from_slice(bytes)?;
         if file.version != FORMAT_VERSION {
             return Err(HistoryError::Version {
@@ -154,7 +183,10 @@ impl TerminatedPods {
         for pod in file.pods {
             history.record(pod, now_ms);
         }
-        Ok(history)
+        Ok(StoredState {
+            terminated: history,
+            running: file.running,
+        })
     }
 }
 
@@ -260,24 +292,38 @@ mod tests {
         let t0 = 1_000 * HOUR_MS;
         history.record(pod("a", "node-a"), t0);
         history.record(pod("b", "node-a"), t0 + 2 * HOUR_MS);
-        let json = history.to_json();
-        assert_eq!(json, history.clone().to_json(), "stable output");
+        let running = vec![pod("r2", "node-b"), pod("r1", "node-a")];
+        let json = history.to_json(running.clone());
+        assert_eq!(
+            json,
+            history.clone().to_json(running.into_iter().rev().collect()),
+            "stable output"
+        );
 
-        let loaded = TerminatedPods::from_json(&json, DAY, t0 + 3 * HOUR_MS).unwrap();
+        let stored = TerminatedPods::from_json(&json, DAY, t0 + 3 * HOUR_MS).unwrap();
+        let (loaded, was_running) = (stored.terminated, stored.running);
         assert_eq!(loaded.len(), 2);
         let mut want: Vec<_> = history.on_node("node-a", t0).cloned().collect();
         let mut got: Vec<_> = loaded.on_node("node-a", t0).cloned().collect();
         want.sort_by(|a, b| a.uid.cmp(&b.uid));
         got.sort_by(|a, b| a.uid.cmp(&b.uid));
         assert_eq!(got, want);
+        let uids: Vec<_> = was_running.iter().map(|p| p.uid.as_str()).collect();
+        assert_eq!(uids, ["r1", "r2"]);
 
         // Restarted a day later: a's window has passed, b's has not.
-        let later = TerminatedPods::from_json(&json, DAY, t0 + 25 * HOUR_MS).unwrap();
+        let later = TerminatedPods::from_json(&json, DAY, t0 + 25 * HOUR_MS)
+            .unwrap()
+            .terminated;
         assert_eq!(names(&later, "node-a", t0 + 25 * HOUR_MS), ["pod-b"]);
         // With a shorter window, both are gone.
-        let shorter =
-            TerminatedPods::from_json(&json, Duration::from_secs(3600), t0 + 3 * HOUR_MS).unwrap();
+        let shorter = TerminatedPods::from_json(&json, Duration::from_secs(3600), t0 + 3 * HOUR_MS)
+            .unwrap()
+            .terminated;
         assert!(shorter.is_empty());
+        // A file written before the running pods were kept still reads.
+        let old = TerminatedPods::from_json(br#"{"version":1,"pods":[]}"#, DAY, t0).unwrap();
+        assert!(old.terminated.is_empty() && old.running.is_empty());
     }
 
     #[test]

@@ -13,7 +13,7 @@ mod resolver;
 mod service;
 mod store;
 
-pub use history::{HistoryError, MAX_TERMINATED_PODS, TerminatedPods};
+pub use history::{HistoryError, MAX_TERMINATED_PODS, StoredState, TerminatedPods};
 pub use index::{ContainerInfo, PodIndex, PodInfo};
 pub use resolver::{K8sMetadata, REFRESH_INTERVAL, ResolverError};
 pub use service::{

@@ -4,9 +4,10 @@
 //! Pods deleted from the cluster stay listed, marked terminated, for a retention window
 //! ([`MetadataConfig::retain_terminated`]): the rows their processes left in the PEMs (a crashed
 //! pod's last requests) still resolve. A deletion is seen as the watch's `Delete` event, or as a pod
-//! missing from a re-list (the watch was down when it went). With a file store the history is
-//! written (at most once per [`SAVE_DEBOUNCE`], and at [`MetadataService::save_history`] or drop)
-//! and read back at start, so it survives a restart of the service.
+//! missing from a re-list (the watch was down when it went). With a file store the history and the
+//! pods running are written (at most once per [`SAVE_DEBOUNCE`], and at
+//! [`MetadataService::save_history`] or drop) and read back at start, so the history survives a
+//! restart of the service, and pods deleted while it was down join it at the first list.
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -83,7 +84,7 @@ struct Shared {
     /// Pods deleted from the cluster, within their retention window.
     terminated: Mutex<TerminatedPods>,
     store: HistoryStore,
-    /// The history changed since it was last written.
+    /// The history or the running pods changed since the file was last written.
     unsaved: AtomicBool,
     /// Wakes the writer; outside `Shared` so that waiting does not keep the service alive.
     save_wanted: Arc<Notify>,
@@ -91,6 +92,9 @@ struct Shared {
     save_lock: Mutex<()>,
     /// The pods known when a re-list began: those it does not return were deleted meanwhile.
     before_relist: Mutex<Option<Vec<Arc<Pod>>>>,
+    /// The pods running when the stored history was written, until the first list: those it does
+    /// not return were deleted while the service was down.
+    stored_running: Mutex<Option<Vec<PodInfo>>>,
 }
 
 impl Drop for Shared {
@@ -108,8 +112,15 @@ impl Drop for Shared {
 impl Shared {
     /// Records `pods` as deleted, each with the Services selecting it now.
     fn record_gone<'a>(&self, pods: impl IntoIterator<Item = &'a Pod>) {
+        self.record_gone_info(self.pod_infos(pods));
+    }
+
+    fn pod_infos<'a>(&self, pods: impl IntoIterator<Item = &'a Pod>) -> Vec<PodInfo> {
         let services = self.services.state();
-        let gone = PodIndex::build(pods, services.iter().map(AsRef::as_ref)).into_pods();
+        PodIndex::build(pods, services.iter().map(AsRef::as_ref)).into_pods()
+    }
+
+    fn record_gone_info(&self, gone: Vec<PodInfo>) {
         if gone.is_empty() {
             return;
         }
@@ -145,7 +156,12 @@ impl Shared {
         if !self.unsaved.swap(false, Ordering::AcqRel) {
             return Ok(());
         }
-        let json = self.terminated.lock().to_json();
+        // Until the first list is in, the stored running pods are still the last known ones.
+        let running = match self.stored_running.lock().clone() {
+            Some(stored) => stored,
+            None => self.pod_infos(self.pods.state().iter().map(AsRef::as_ref)),
+        };
+        let json = self.terminated.lock().to_json(running);
         self.store.save(&json).map_err(|e| {
             self.unsaved.store(true, Ordering::Release);
             format!("writing the terminated-pod history {}: {e}", path.display())
@@ -183,7 +199,7 @@ impl MetadataService {
     pub fn watch_with(client: Client, config: MetadataConfig) -> Self {
         let (pods, pod_writer) = reflector::store::<Pod>();
         let (services, service_writer) = reflector::store::<Service>();
-        let history = config.store.load(config.retain_terminated, now_unix_ms());
+        let stored = config.store.load(config.retain_terminated, now_unix_ms());
         let shared = Arc::new(Shared {
             pods: pods.clone(),
             services: services.clone(),
@@ -191,12 +207,13 @@ impl MetadataService {
             synced: AtomicBool::new(false),
             last_error: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
-            terminated: Mutex::new(history),
+            terminated: Mutex::new(stored.terminated),
             store: config.store.clone(),
             unsaved: AtomicBool::new(false),
             save_wanted: Arc::new(Notify::new()),
             save_lock: Mutex::new(()),
             before_relist: Mutex::new(None),
+            stored_running: Mutex::new(Some(stored.running)),
         });
         let pod_events =
             reflector::reflector(pod_writer, slim_watch(Api::<Pod>::all(client.clone())));
@@ -350,7 +367,9 @@ async fn drive<K>(
     }
 }
 
-/// Keeps deleted pods: those of `Delete` events, and those a re-list no longer returns.
+/// Keeps deleted pods: those of `Delete` events, those a re-list no longer returns, and at the
+/// first list those of the stored running pods that are gone. With a file store, every change of
+/// the pods is written (debounced), so the next start knows which pods were running.
 fn on_pod_event(shared: &Shared, event: &watcher::Event<Pod>) {
     match event {
         watcher::Event::Delete(pod) => shared.record_gone([pod]),
@@ -361,8 +380,31 @@ fn on_pod_event(shared: &Shared, event: &watcher::Event<Pod>) {
                 let gone = gone_after_relist(&before, &shared.pods.state());
                 shared.record_gone(gone.iter().map(AsRef::as_ref));
             }
+            let stored = shared.stored_running.lock().take();
+            if let Some(stored) = stored {
+                let listed: HashSet<String> = shared
+                    .pods
+                    .state()
+                    .iter()
+                    .filter_map(|p| p.metadata.uid.clone())
+                    .collect();
+                let gone: Vec<PodInfo> = stored
+                    .into_iter()
+                    .filter(|p| !listed.contains(&p.uid))
+                    .collect();
+                if !gone.is_empty() {
+                    tracing::info!(
+                        pods = gone.len(),
+                        "pods deleted while the service was down; kept"
+                    );
+                }
+                shared.record_gone_info(gone);
+            }
         }
         watcher::Event::Apply(_) | watcher::Event::InitApply(_) => {}
+    }
+    if shared.store.path().is_some() {
+        shared.history_changed();
     }
 }
 

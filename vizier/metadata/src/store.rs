@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::history::TerminatedPods;
+use crate::history::{StoredState, TerminatedPods};
 
 /// The history file's name inside the store directory.
 pub const HISTORY_FILE: &str = "terminated-pods.json";
@@ -70,9 +70,9 @@ impl HistoryStore {
     /// The stored history, its pods past `retain` at `now_ms` dropped. A missing file is an empty
     /// history; an unreadable or corrupt one is too, with a warning naming it: losing the history
     /// beats a metadata service that never starts.
-    pub fn load(&self, retain: Duration, now_ms: u64) -> TerminatedPods {
+    pub fn load(&self, retain: Duration, now_ms: u64) -> StoredState {
         let Some(path) = self.path() else {
-            return TerminatedPods::new(retain);
+            return StoredState::empty(retain);
         };
         let loaded = match std::fs::read(&path) {
             Ok(bytes) => {
@@ -80,25 +80,26 @@ impl HistoryStore {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 tracing::info!(path = %path.display(), "no terminated-pod history yet");
-                return TerminatedPods::new(retain);
+                return StoredState::empty(retain);
             }
             Err(e) => Err(e.to_string()),
         };
         match loaded {
-            Ok(history) => {
+            Ok(stored) => {
                 tracing::info!(
                     path = %path.display(),
-                    pods = history.len(),
+                    pods = stored.terminated.len(),
+                    running = stored.running.len(),
                     "terminated-pod history loaded"
                 );
-                history
+                stored
             }
             Err(e) => {
                 tracing::warn!(
                     "ignoring the terminated-pod history {}: {e}; starting with none",
                     path.display()
                 );
-                TerminatedPods::new(retain)
+                StoredState::empty(retain)
             }
         }
     }
@@ -179,13 +180,14 @@ mod tests {
         let mut history = TerminatedPods::new(DAY);
         history.record(pod("a"), 1_000);
         history.record(pod("b"), 2_000);
-        store.save(&history.to_json()).unwrap();
+        store.save(&history.to_json(vec![pod("r")])).unwrap();
         let loaded = store.load(DAY, 3_000);
-        assert_eq!(loaded.to_json(), history.to_json());
+        assert_eq!(loaded.terminated.to_json(vec![]), history.to_json(vec![]));
+        assert_eq!(loaded.running, [pod("r")]);
         // Saving again replaces the file, leaving no temp file behind.
         history.expire(1_000 + DAY.as_millis() as u64);
-        store.save(&history.to_json()).unwrap();
-        assert_eq!(store.load(DAY, 3_000).len(), 1);
+        store.save(&history.to_json(vec![])).unwrap();
+        assert_eq!(store.load(DAY, 3_000).terminated.len(), 1);
         let files: Vec<_> = std::fs::read_dir(dir.path().join("sub"))
             .unwrap()
             .map(|e| e.unwrap().file_name())
@@ -197,19 +199,19 @@ mod tests {
     fn a_missing_or_corrupt_file_starts_an_empty_history() {
         let dir = tempfile::tempdir().unwrap();
         let store = HistoryStore::File(dir.path().to_owned());
-        assert!(store.load(DAY, 0).is_empty());
+        assert!(store.load(DAY, 0).terminated.is_empty());
         std::fs::write(store.path().unwrap(), b"{\"version\":1,\"pods\":[{\"ui").unwrap();
-        assert!(store.load(DAY, 0).is_empty());
+        assert!(store.load(DAY, 0).terminated.is_empty());
         // A directory where the file should be: unreadable, not fatal either.
         std::fs::remove_file(store.path().unwrap()).unwrap();
         std::fs::create_dir(store.path().unwrap()).unwrap();
-        assert!(store.load(DAY, 0).is_empty());
+        assert!(store.load(DAY, 0).terminated.is_empty());
     }
 
     #[test]
     fn the_memory_store_keeps_nothing() {
         HistoryStore::Memory.save(b"ignored").unwrap();
-        assert!(HistoryStore::Memory.load(DAY, 0).is_empty());
+        assert!(HistoryStore::Memory.load(DAY, 0).terminated.is_empty());
         assert_eq!(HistoryStore::Memory.path(), None);
     }
 }

@@ -174,6 +174,13 @@ async fn pods_of(
     Ok(pods)
 }
 
+fn now_unix_ms() -> u64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    since_epoch.as_millis() as u64
+}
+
 fn stat_line(pid: u32, start: u64) -> String {
     let mut fields = vec!["S".to_owned()];
     fields.extend((4..=21).map(|_| "0".to_owned()));
@@ -490,6 +497,41 @@ async fn deleted_pods_survive_a_restart_of_the_service_with_a_file_store() {
     })
     .await;
 
+    // A pod in another namespace, deleted while the service is down below.
+    let quiet_ns = cluster
+        .fresh_namespace(&client, "metadata-store-quiet")
+        .await;
+    let quiet = Api::<Pod>::namespaced(client.clone(), &quiet_ns);
+    quiet
+        .create(
+            &PostParams::default(),
+            &pod("quiet-0", &node, &[], &["app"]),
+        )
+        .await
+        .unwrap();
+    eventually("quiet-0 listed running", WAIT, || {
+        let mut api = api.clone();
+        let (node, ns) = (node.clone(), quiet_ns.clone());
+        async move {
+            match pods_of(&mut api, &node, &ns).await?.as_slice() {
+                [p] if !p.terminated => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await;
+    eventually("the file lists quiet-0 as running", WAIT, || {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        async move {
+            if text.contains("quiet-0") {
+                Ok(())
+            } else {
+                Err(text)
+            }
+        }
+    })
+    .await;
+
     // Stopped as `vizier metadata` stops: serving ends, the history is written, the service goes.
     let Running {
         service,
@@ -501,6 +543,11 @@ async fn deleted_pods_survive_a_restart_of_the_service_with_a_file_store() {
     served.await.unwrap().unwrap();
     service.save_history().await.unwrap();
     drop((service, api));
+    quiet
+        .delete("quiet-0", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    let deleted_while_down = now_unix_ms();
 
     let second = start_stoppable(client.clone(), config).await;
     // Other tests delete pods too: at least crashy-0.
@@ -517,6 +564,26 @@ async fn deleted_pods_survive_a_restart_of_the_service_with_a_file_store() {
     )
     .await;
     assert_eq!(kept, gone);
+    // The pod deleted while no service watched is kept too, stopped when the service noticed.
+    let quiet_gone = eventually(
+        "quiet-0 listed as terminated after the restart",
+        WAIT,
+        || {
+            let mut api = api.clone();
+            let (node, ns) = (node.clone(), quiet_ns.clone());
+            async move {
+                match pods_of(&mut api, &node, &ns).await?.as_slice() {
+                    [p] if p.terminated => Ok(p.clone()),
+                    other => Err(format!("{other:?}")),
+                }
+            }
+        },
+    )
+    .await;
+    assert!(
+        quiet_gone.stopped_at_unix_ms >= deleted_while_down,
+        "{quiet_gone:?}"
+    );
 
     // A corrupt file is ignored: the service starts with no history rather than failing. (Its own
     // directory: the second service may still write its history to the first.)
