@@ -174,6 +174,28 @@ async fn pods_of(
     Ok(pods)
 }
 
+/// Waits until `pem` resolves `upid`'s `field` to `want`.
+async fn wait_resolves(
+    pem: &K8sMetadata,
+    what: &str,
+    upid: &str,
+    field: MetadataField,
+    want: String,
+) {
+    eventually(what, WAIT, || {
+        let got = pem.resolve(upid, field);
+        let want = want.clone();
+        async move {
+            if got.as_deref() == Some(want.as_str()) {
+                Ok(())
+            } else {
+                Err(format!("{got:?}"))
+            }
+        }
+    })
+    .await;
+}
+
 fn now_unix_ms() -> u64 {
     let since_epoch = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -331,17 +353,13 @@ async fn node_pods_come_with_their_services_and_resolve_processes_to_pods() {
     };
     let meta = pem();
     let upid = "0:4242:777";
-    eventually("the nginx process resolves to web-0", WAIT, || {
-        let got = meta.resolve(upid, MetadataField::Pod);
-        let want = format!("{ns}/web-0");
-        async move {
-            if got.as_deref() == Some(want.as_str()) {
-                Ok(())
-            } else {
-                Err(format!("{got:?}"))
-            }
-        }
-    })
+    wait_resolves(
+        &meta,
+        "the nginx process resolves to web-0",
+        upid,
+        MetadataField::Pod,
+        format!("{ns}/web-0"),
+    )
     .await;
     let field = |upid: &str, f| meta.resolve(upid, f);
     assert_eq!(
@@ -407,17 +425,13 @@ async fn node_pods_come_with_their_services_and_resolve_processes_to_pods() {
             "a PEM started after the deletion resolves web-0's process",
         ),
     ] {
-        eventually(what, WAIT, || {
-            let got = pem.resolve(upid, MetadataField::Service);
-            let want = format!(r#"["{ns}/shop","{ns}/web"]"#);
-            async move {
-                if got.as_deref() == Some(want.as_str()) {
-                    Ok(())
-                } else {
-                    Err(format!("{got:?}"))
-                }
-            }
-        })
+        wait_resolves(
+            pem,
+            what,
+            upid,
+            MetadataField::Service,
+            format!(r#"["{ns}/shop","{ns}/web"]"#),
+        )
         .await;
         assert_eq!(
             pem.resolve(upid, MetadataField::Pod),

@@ -7,7 +7,7 @@ use pixie_bpf::events::AF_INET;
 use pixie_bpf::{
     ConnClose, ConnId, ConnOpen, DataEvent, Direction, Endpoint, Event, OpenSource, Role,
 };
-use pixie_store::tables::conn_stats;
+use pixie_store::tables::{conn_stats, http_events};
 
 use super::*;
 
@@ -175,6 +175,17 @@ fn a_server_sees_the_same_exchange_from_the_other_side() {
 #[test]
 fn chunks_delivered_out_of_order_are_reordered_by_stream_position() {
     let mut t = connector();
+    let (before_head, rows) = late_head(&mut t);
+    assert!(before_head.is_empty());
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].resp_body, "hello");
+}
+
+/// A client exchange whose response's first 20 bytes arrive after the rest: the rows before the
+/// late head, and the rows once it is in.
+fn late_head(
+    t: &mut SocketTraceConnector<FakeProcs>,
+) -> (Vec<http_events::Row>, Vec<http_events::Row>) {
     let c = conn(100);
     t.handle(open(c, Role::Client, SERVER, CLIENT), 1);
     t.handle(data(c, Direction::Send, 0, 10, REQ, REQ.len() as u32), 10);
@@ -183,18 +194,13 @@ fn chunks_delivered_out_of_order_are_reordered_by_stream_position() {
         data(c, Direction::Recv, 20, 30, tail, tail.len() as u32),
         30,
     );
-    assert!(t.take_http_rows().is_empty());
+    let before_head = t.take_http_rows();
     t.handle(data(c, Direction::Recv, 0, 20, head, head.len() as u32), 31);
-    let rows = t.take_http_rows();
-    assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].resp_body, "hello");
+    (before_head, t.take_http_rows())
 }
 
-/// A response whose first 20 bytes arrive after the rest, through a connector whose parser keeps
-/// at most 96 bytes; returns the rows once the late head is in.
-fn late_head_with_budgets(
-    spike_bytes: Option<usize>,
-) -> Vec<pixie_store::tables::http_events::Row> {
+/// [`late_head`] through a connector whose parser keeps at most 96 bytes.
+fn late_head_with_budgets(spike_bytes: Option<usize>) -> Vec<http_events::Row> {
     let mut config = SocketTraceConfig {
         asid: 7,
         spike_bytes,
@@ -206,16 +212,7 @@ fn late_head_with_budgets(
         FakeProcs::default(),
         ClockConverter { offset_ns: OFFSET },
     );
-    let c = conn(100);
-    t.handle(open(c, Role::Client, SERVER, CLIENT), 1);
-    t.handle(data(c, Direction::Send, 0, 10, REQ, REQ.len() as u32), 10);
-    let (head, tail) = RESP.split_at(20);
-    t.handle(
-        data(c, Direction::Recv, 20, 30, tail, tail.len() as u32),
-        30,
-    );
-    t.handle(data(c, Direction::Recv, 0, 20, head, head.len() as u32), 31);
-    t.take_http_rows()
+    late_head(&mut t).1
 }
 
 #[test]
