@@ -10,8 +10,8 @@ DEV_CLUSTER_DIR := $(CACHE)/dev-cluster
 VIZIER := $(CARGO_TARGET_DIR)/debug/vizier
 
 # Debian packages the build and the tests use (clang-19 and libbpf for the eBPF programs, protoc for
-# gRPC code generation, wrk for benchmarks, python3 for test peers).
-APT_PACKAGES := clang-19 llvm-19 libbpf-dev bpftool protobuf-compiler wrk python3 openssl curl lua5.4
+# gRPC code generation, wrk for benchmarks, python3 for test peers, nats-server for the PEM heartbeats).
+APT_PACKAGES := clang-19 llvm-19 libbpf-dev bpftool protobuf-compiler wrk python3 openssl curl lua5.4 nats-server
 FUZZ_SECONDS ?= 20
 
 .PHONY: help deps build run test fuzz dev-cluster dev-cluster-down crds lint bench bench-collector

@@ -219,48 +219,56 @@ fn kubectl_pixie_shows_the_requests_a_pem_traced_through_kelvin() {
     let dir = tempfile::tempdir().unwrap();
     let certs = dir.path().join("certs");
     write_operator_certificates(&certs);
+    // Kelvin finds the PEM by its heartbeats on NATS, over mutual TLS as in a Vizier.
+    let nats = pixie_tests::NatsServer::start(Some(&certs));
     let certs = certs.to_str().unwrap();
+    let heartbeats = ["--nats-url", &nats.url, "--heartbeat-interval", "1s"];
     let pem = Vizier::start(
         &[
-            "pem",
-            "--listen",
-            "127.0.0.1:0",
-            "--node-name",
-            "e2e-node",
-            "--tls-dir",
-            certs,
-        ],
+            &["pem", "--listen", "127.0.0.1:0", "--node-name", "e2e-node"][..],
+            &heartbeats,
+            &["--tls-dir", certs],
+        ]
+        .concat(),
         dir.path(),
     );
     let kelvin = Vizier::start(
         &[
-            "kelvin",
-            "--listen",
-            "127.0.0.1:0",
-            "--pem",
-            &pem.addr,
-            "--tls-dir",
-            certs,
-        ],
+            &["kelvin", "--listen", "127.0.0.1:0"][..],
+            &heartbeats,
+            &["--tls-dir", certs],
+        ]
+        .concat(),
         dir.path(),
     );
+    // A Kelvin just started knows no PEM until the next heartbeat.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !kelvin.log().contains("PEM heard") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no heartbeat:\n{}",
+            kelvin.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let (nonce, want, mut server) = make_requests(dir.path());
     let logs = || format!("--- pem\n{}\n--- kelvin\n{}", pem.log(), kelvin.log());
     let tls = ["--tls-dir", certs];
     wait_for_requests(&kelvin.addr, &tls, &nonce, &want, logs);
 
-    // Without the client certificate, neither Kelvin nor the PEM answers.
-    for addr in [&kelvin.addr, &pem.addr] {
+    // `kubectl pixie run px/http_data` against `addr` fails, saying `why`.
+    let refused = |addr: &str, tls: &[&str], why: &str| {
         let output = kubectl_pixie()
             .args(["run", "px/http_data", "--addr", addr])
+            .args(tls)
             .output()
             .unwrap();
         assert!(!output.status.success(), "{}", describe(&output));
-        assert!(
-            text(&output.stderr).contains("pass --tls-dir"),
-            "{}",
-            describe(&output)
-        );
+        assert!(text(&output.stderr).contains(why), "{}", describe(&output));
+    };
+    // Without the client certificate, neither Kelvin nor the PEM answers.
+    for addr in [&kelvin.addr, &pem.addr] {
+        refused(addr, &[], "pass --tls-dir");
     }
 
     // df.ctx comes from the PEM: its node name.
@@ -296,16 +304,13 @@ fn kubectl_pixie_shows_the_requests_a_pem_traced_through_kelvin() {
     server.terminate();
     let pem_addr = pem.addr.clone();
     pem.stop();
-    let output = kubectl_pixie()
-        .args(["run", "px/http_data", "--addr", &kelvin.addr])
-        .args(tls)
-        .output()
-        .unwrap();
-    assert!(!output.status.success(), "{}", describe(&output));
-    assert!(
-        text(&output.stderr).contains(&pem_addr),
-        "{}",
-        describe(&output)
+    refused(&kelvin.addr, &tls, &pem_addr);
+    // Three missed heartbeats later Kelvin has forgotten it, and says there is no PEM at all.
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    refused(
+        &kelvin.addr,
+        &tls,
+        "no PEMs to query (PEMs heard on NATS within 3s)",
     );
     kelvin.stop();
 }

@@ -20,9 +20,11 @@ use kube::{Client, Config};
 
 pub mod child;
 pub mod http_fixture;
+pub mod nats;
 
 pub use child::{ChildGuard, first_line};
 pub use http_fixture::{PythonHttpServer, ResponseStatus, Traffic};
+pub use nats::NatsServer;
 
 /// Where the test control plane's scripts live.
 pub const CLUSTER_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/cluster");

@@ -210,20 +210,26 @@ fn the_query_path_runs_broker_to_kelvin_to_every_pem() {
     let inputs = minimal();
     let rendered = render(&inputs).unwrap();
     let ns = &inputs.namespace;
-    // PEMs serve their store on the node's network; a headless Service finds them all.
+    // PEMs serve their store on the node's network and announce it on NATS; a headless Service
+    // names them all.
     let pem = container(find(&rendered, Kind::DaemonSet, PEM), "pem");
     assert_eq!(pem["args"].as_array().unwrap()[..2], json!(["--listen", "0.0.0.0:50400"]).as_array().unwrap()[..]);
+    assert_eq!(env_value(pem, "PL_POD_IP").unwrap()["fieldRef"]["fieldPath"], "status.podIP");
+    assert_eq!(env_value(pem, "PL_ADVERTISE_ADDR").unwrap(), "$(PL_POD_IP):50400");
+    let pod_ip = pem["env"].as_array().unwrap().iter().position(|v| v["name"] == "PL_POD_IP");
+    let advertise = pem["env"].as_array().unwrap().iter().position(|v| v["name"] == "PL_ADVERTISE_ADDR");
+    assert!(pod_ip < advertise, "$(PL_POD_IP) expands only if defined before");
     let service = find(&rendered, Kind::Service, PEM_SERVICE);
     assert_eq!(service["spec"]["clusterIP"], "None");
     assert_eq!(service["spec"]["ports"][0]["port"], 50400);
     assert_eq!(service["spec"]["selector"]["app.kubernetes.io/component"], "pem");
     assert_eq!(service["metadata"]["ownerReferences"][0]["uid"], UID);
-    // Kelvin asks every address behind it.
+    // Kelvin asks every PEM whose heartbeats reach it on the Vizier's NATS, over TLS.
     let kelvin = container(find(&rendered, Kind::Deployment, KELVIN), "kelvin");
-    assert_eq!(
-        kelvin["args"],
-        json!(["--listen", "0.0.0.0:59300", "--pem-service", format!("vizier-pem-svc.{ns}.svc:50400")])
-    );
+    assert_eq!(kelvin["args"], json!(["--listen", "0.0.0.0:59300"]));
+    let settings = find(&rendered, Kind::ConfigMap, SETTINGS);
+    assert_eq!(settings["data"]["PL_NATS_URL"], format!("tls://pl-nats.{ns}.svc:4222"));
+    assert_eq!(kelvin["envFrom"][0]["configMapRef"]["name"], SETTINGS);
     // The broker forwards clients to Kelvin and runs this Vizier's CronScripts.
     let broker = container(find(&rendered, Kind::Deployment, QUERY_BROKER), "query-broker");
     assert_eq!(

@@ -113,15 +113,11 @@ pub fn kelvin_service(inputs: &Inputs) -> Service {
     service(inputs, KELVIN_SERVICE, Component::Kelvin, KELVIN_PORT)
 }
 
-/// Kelvin merges the PEMs' partial results; it redacts like the broker.
+/// Kelvin merges the PEMs' partial results; it redacts like the broker. It queries the PEMs whose
+/// heartbeats reach it on NATS (`PL_NATS_URL` from the settings).
 pub fn kelvin(inputs: &Inputs, settings_hash: &str) -> Deployment {
     let mut container = common::vizier_container(inputs, Component::Kelvin, "kelvin");
-    container.args = Some(vec![
-        "--listen".into(),
-        format!("0.0.0.0:{KELVIN_PORT}"),
-        "--pem-service".into(),
-        service_addr(inputs, PEM_SERVICE, PEM_PORT),
-    ]);
+    container.args = Some(vec!["--listen".into(), format!("0.0.0.0:{KELVIN_PORT}")]);
     set_env(container.env.get_or_insert_with(Vec::new), env("PL_DATA_ACCESS", data_access(inputs)));
     container.ports = grpc_port(KELVIN_PORT);
     common::add_health_probes(&mut container);
@@ -134,8 +130,8 @@ pub fn kelvin(inputs: &Inputs, settings_hash: &str) -> Deployment {
     deployment(inputs, KELVIN, Component::Kelvin, settings_hash, pod)
 }
 
-/// Headless (no cluster IP): its DNS name resolves to the address of every ready PEM, so Kelvin
-/// finds them all, and PEMs that come and go with nodes.
+/// Headless (no cluster IP): its DNS name resolves to the address of every ready PEM, for people
+/// and tools (`kubectl get endpoints`); Kelvin itself goes by the PEMs' NATS heartbeats.
 pub fn pem_service(inputs: &Inputs) -> Service {
     let mut service = service(inputs, PEM_SERVICE, Component::Pem, PEM_PORT);
     if let Some(spec) = service.spec.as_mut() {
@@ -173,6 +169,9 @@ pub fn pem(inputs: &Inputs, settings_hash: &str) -> DaemonSet {
     ]);
     let vars = container.env.get_or_insert_with(Vec::new);
     set_env(vars, env_field("PL_NODE_NAME", "spec.nodeName"));
+    // Announced on NATS for Kelvin; the host's address, as the PEM shares the host's network.
+    set_env(vars, env_field("PL_POD_IP", "status.podIP"));
+    set_env(vars, env("PL_ADVERTISE_ADDR", format!("$(PL_POD_IP):{PEM_PORT}")));
     set_env(vars, env("PL_HOST_PATH", "/host"));
     if let Some(mb) = quantity::mebibytes(&limit) {
         set_env(vars, env("PL_TABLE_STORE_DATA_LIMIT_MB", (mb * TABLE_STORE_PERCENT / 100).to_string()));

@@ -9,6 +9,7 @@
 //! are every PEM's, read over that API; [`proxy`] forwards the API to another server (the broker
 //! in front of Kelvin).
 
+pub mod agents;
 pub mod catalog;
 pub mod client;
 pub mod execute;
@@ -25,6 +26,7 @@ pub mod proto {
     tonic::include_proto!("px.vizier.v1");
 }
 
+pub use agents::{AgentDirectory, AgentHeartbeat, HEARTBEAT_SUBJECT};
 pub use catalog::StoreCatalog;
 pub use client::{ClientError, ClientEvent, VizierClient};
 pub use execute::{Engine, EngineConfig, EngineError, Event, ExecStats, Language, Query};

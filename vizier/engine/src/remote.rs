@@ -9,7 +9,8 @@
 //! each PEM's scan asks that PEM for the resolved metadata of the upids in range (the PEM's engine
 //! has the metadata UDFs), and [`RemoteMetadata`] answers from those replies. Both the tables and
 //! that metadata live for one query ([`RemoteTables::for_query`]), and the set of PEMs is looked up
-//! once per query, so PEMs that come and go behind a headless Service are picked up. A PEM that does
+//! once per query, so PEMs that come and go (behind a headless Service, or by their NATS
+//! heartbeats) are picked up. A PEM that does
 //! not answer fails the query with an error naming it: partial results would look complete.
 
 use std::collections::{BTreeMap, HashMap};
@@ -33,6 +34,7 @@ use parking_lot::Mutex;
 use pixie_pxl::{MetadataField, MetadataResolver, TableCatalog, metadata_udf_name};
 use pixie_store::{TIME_COLUMN, TimeRange, Upid};
 
+use crate::agents::AgentDirectory;
 use crate::client::{ClientError, ClientEvent, ResultStream, VizierClient};
 use crate::proto::{self, ExecuteScriptRequest};
 use crate::table::{time_filters_pushdown, time_range};
@@ -49,6 +51,8 @@ pub enum PemAddrs {
     /// Every address a (headless Service) DNS name resolves to, looked up again for each query;
     /// `HOST:PORT`.
     Service(String),
+    /// The PEMs whose heartbeats arrived within the directory's TTL, as of each query.
+    Heartbeats(AgentDirectory),
 }
 
 impl PemAddrs {
@@ -63,6 +67,11 @@ impl PemAddrs {
                     reason: e.to_string(),
                 })?
                 .map(|addr| addr.to_string())
+                .collect(),
+            PemAddrs::Heartbeats(directory) => directory
+                .live(std::time::Instant::now())
+                .into_iter()
+                .map(|agent| agent.addr)
                 .collect(),
         };
         addrs.sort();
@@ -79,6 +88,9 @@ impl fmt::Display for PemAddrs {
         match self {
             PemAddrs::Fixed(addrs) => write!(f, "--pem {}", addrs.join(",")),
             PemAddrs::Service(name) => write!(f, "--pem-service {name}"),
+            PemAddrs::Heartbeats(directory) => {
+                write!(f, "PEMs heard on NATS within {:?}", directory.ttl())
+            }
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `vizier kelvin`: the query engine over every PEM's store. Serves the query API; each scan asks
 //! all PEMs (`vizier pem --listen`) for their rows and the rest of the plan runs here, so aggregates
 //! span nodes. With `--pem-service` the PEMs are whatever a headless Service's DNS name resolves to
-//! when a query starts.
+//! when a query starts; with `--nats-url`, the PEMs whose heartbeats arrived lately.
 
 use std::net::SocketAddr;
 
@@ -10,6 +10,7 @@ use clap::{ArgGroup, Args};
 use pixie_engine::server::VizierApi;
 use pixie_engine::{Engine, PemAddrs, RemoteTables};
 
+use crate::agents::{self, NatsArgs};
 use crate::collect;
 use crate::health::{self, HealthArgs};
 use crate::query_api::{self, EngineArgs, TlsArgs};
@@ -18,7 +19,7 @@ use crate::query_api::{self, EngineArgs, TlsArgs};
 pub const DEFAULT_PORT: u16 = 59300;
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("pems").required(true).args(["pem", "pem_service"])))]
+#[command(group(ArgGroup::new("pems").required(true).args(["pem", "pem_service", "nats_url"])))]
 pub struct KelvinArgs {
     /// Where the query API listens (gRPC). Port 0 picks a free port; the chosen address is printed.
     #[arg(long, default_value_t = SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)))]
@@ -30,6 +31,9 @@ pub struct KelvinArgs {
     /// every query.
     #[arg(long, value_name = "HOST:PORT", value_parser = host_port)]
     pem_service: Option<String>,
+    /// The PEMs announce themselves on NATS (`vizier pem --nats-url`).
+    #[command(flatten)]
+    nats: NatsArgs,
     #[command(flatten)]
     engine: EngineArgs,
     #[command(flatten)]
@@ -39,7 +43,8 @@ pub struct KelvinArgs {
 }
 
 impl KelvinArgs {
-    fn pems(&self) -> PemAddrs {
+    /// The PEMs given by --pem or --pem-service.
+    fn listed_pems(&self) -> PemAddrs {
         match &self.pem_service {
             Some(service) => PemAddrs::Service(service.clone()),
             None => PemAddrs::Fixed(self.pem.clone()),
@@ -49,20 +54,31 @@ impl KelvinArgs {
 
 pub fn run(args: KelvinArgs) -> anyhow::Result<()> {
     let tls = args.tls.load()?;
-    let mut tables = RemoteTables::new(args.pems());
-    if let Some(tls) = &tls {
-        tables = tables.with_tls(tls.client().clone());
-    }
     collect::runtime()?.block_on(async {
+        let (pems, heartbeats) = match args.nats.connect("kelvin", args.tls.dir()).await? {
+            Some(nats) => {
+                let directory = args.nats.directory();
+                let follower = agents::follow_heartbeats(nats, directory.clone()).await?;
+                (PemAddrs::Heartbeats(directory), Some(follower))
+            }
+            None => (args.listed_pems(), None),
+        };
+        let mut tables = RemoteTables::new(pems.clone());
+        if let Some(tls) = &tls {
+            tables = tables.with_tls(tls.client().clone());
+        }
         let engine = Engine::remote(tables.clone(), args.engine.config())
             .context("starting the query engine")?;
         let api = VizierApi::over_pems(std::sync::Arc::new(engine), tables);
         let serving = query_api::serve(args.listen, api, tls.as_ref()).await?;
         // On stdout, for scripts and tests that start us on port 0.
         println!("vizier kelvin listening on {}", serving.addr());
-        tracing::info!(addr = %serving.addr(), pems = %args.pems(), tls = tls.is_some(), "kelvin up");
+        tracing::info!(addr = %serving.addr(), pems = %pems, tls = tls.is_some(), "kelvin up");
         let health = args.health.start(health::always_ready()).await?;
         collect::shutdown_signal(None).await;
+        if let Some(heartbeats) = heartbeats {
+            heartbeats.abort();
+        }
         if let Some(health) = health {
             health.stop().await?;
         }
@@ -96,19 +112,25 @@ mod tests {
     }
 
     #[test]
-    fn pems_are_a_list_or_a_service_but_not_both_nor_neither() {
+    fn pems_are_a_list_a_service_or_nats_heartbeats_but_only_one() {
         let cli = Cli::try_parse_from(["k", "--pem", "a:1,b:2", "--pem", "c:3"]).unwrap();
         assert_eq!(
-            cli.kelvin.pems(),
+            cli.kelvin.listed_pems(),
             PemAddrs::Fixed(vec!["a:1".into(), "b:2".into(), "c:3".into()])
         );
         let cli = Cli::try_parse_from(["k", "--pem-service", "pems.ns.svc:50400"]).unwrap();
         assert_eq!(
-            cli.kelvin.pems(),
+            cli.kelvin.listed_pems(),
             PemAddrs::Service("pems.ns.svc:50400".into())
         );
         assert!(Cli::try_parse_from(["k"]).is_err());
         assert!(Cli::try_parse_from(["k", "--pem", "a:1", "--pem-service", "s:1"]).is_err());
+        let cli = Cli::try_parse_from(["k", "--nats-url", "tls://pl-nats:4222"]).unwrap();
+        assert_eq!(
+            cli.kelvin.nats.nats_url.as_deref(),
+            Some("tls://pl-nats:4222")
+        );
+        assert!(Cli::try_parse_from(["k", "--nats-url", "n:1", "--pem", "a:1"]).is_err());
         let err = Cli::try_parse_from(["k", "--pem", "a"])
             .unwrap_err()
             .to_string();

@@ -7,6 +7,7 @@
 //! Pixie Cloud and sends it heartbeats; `standalone` is collector, store, engine and API in one
 //! process, with no cluster.
 
+mod agents;
 mod background;
 mod broker;
 mod collect;

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use pixie_engine::ServiceTls;
+use pixie_engine::{AgentHeartbeat, ServiceTls};
 use pixie_store::tables::{self, conn_stats, http_events, process_stats};
 
+use crate::agents::NatsArgs;
 use crate::collect::{self, CollectorArgs, parse_duration};
 use crate::health::{self, HealthArgs};
 use crate::print;
@@ -31,6 +32,18 @@ pub struct PemArgs {
     /// port; the chosen address is printed.
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// The address Kelvin reaches the query API at, announced on NATS with --nats-url; the bound
+    /// --listen address when that names a host.
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        env = "PL_ADVERTISE_ADDR",
+        requires = "listen"
+    )]
+    advertise_addr: Option<String>,
+    /// Announce the query API on NATS, for Kelvin (needs --listen).
+    #[command(flatten)]
+    nats: NatsArgs,
     #[command(flatten)]
     engine: EngineArgs,
     #[command(flatten)]
@@ -82,6 +95,20 @@ pub fn run(mut args: PemArgs) -> anyhow::Result<()> {
             }
             None => None,
         };
+        let heartbeats = match (&serving, args.nats.connect("pem", args.tls.dir()).await?) {
+            (Some(serving), Some(nats)) => {
+                let addr = advertised(args.advertise_addr.as_deref(), serving.addr())?;
+                tracing::info!(addr, "announcing the query API on NATS");
+                let heartbeat = AgentHeartbeat {
+                    node_name: node.clone(),
+                    addr,
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                };
+                Some(args.nats.spawn_heartbeats(nats, heartbeat))
+            }
+            (None, Some(_)) => bail!("--nats-url announces the query API: it needs --listen"),
+            (_, None) => None,
+        };
         // Ready once the eBPF programs are attached and the API (if any) serves.
         let health = args.health.start(health::always_ready()).await?;
         if args.print {
@@ -95,6 +122,9 @@ pub fn run(mut args: PemArgs) -> anyhow::Result<()> {
             .run(collect::shutdown_signal(args.duration))
             .await
             .context("collector stopped");
+        if let Some(heartbeats) = heartbeats {
+            heartbeats.abort();
+        }
         if let Some(serving) = serving {
             serving.stop().await?;
         }
@@ -105,6 +135,18 @@ pub fn run(mut args: PemArgs) -> anyhow::Result<()> {
     })?;
     collect::log_summary("pem", &summary, &store);
     Ok(())
+}
+
+/// What to announce: `given`, else the bound address, which must then name a host.
+fn advertised(given: Option<&str>, bound: SocketAddr) -> anyhow::Result<String> {
+    match given {
+        Some(addr) => Ok(addr.to_owned()),
+        None if bound.ip().is_unspecified() => bail!(
+            "--listen {bound} binds every address: say which one Kelvin reaches with --advertise-addr \
+             (PL_ADVERTISE_ADDR)"
+        ),
+        None => Ok(bound.to_string()),
+    }
 }
 
 /// A stable, non-zero asid from the node name (FNV-1a): the same after a restart, and different

@@ -55,6 +55,10 @@ impl TlsArgs {
             .map(|dir| ServiceTls::load(dir).context("--tls-dir (PL_TLS_DIR)"))
             .transpose()
     }
+
+    pub fn dir(&self) -> Option<&Path> {
+        self.tls_dir.as_deref()
+    }
 }
 
 /// Where `df.ctx[...]` of this host's processes comes from.
