@@ -4,6 +4,8 @@
 //! operator's NATS requires.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -37,9 +39,15 @@ impl NatsArgs {
         let Some(url) = &self.nats_url else {
             return Ok(None);
         };
+        let down = Arc::new(AtomicBool::new(false));
+        let server = url.clone();
         let mut options = async_nats::ConnectOptions::new()
             .name(name)
-            .retry_on_initial_connect();
+            .retry_on_initial_connect()
+            .event_callback(move |event| {
+                let (down, server) = (down.clone(), server.clone());
+                async move { log_connection(&event, &down, &server) }
+            });
         if let Some(dir) = tls_dir {
             options = options
                 .require_tls(true)
@@ -88,6 +96,23 @@ impl NatsArgs {
                 }
             }
         })
+    }
+}
+
+/// Logs the NATS connection's changes once each: reconnect attempts repeat every few seconds.
+fn log_connection(event: &async_nats::Event, down: &AtomicBool, server: &str) {
+    use async_nats::Event;
+    match event {
+        Event::Connected => {
+            let was_down = down.swap(false, Ordering::Relaxed);
+            tracing::info!(server, reconnected = was_down, "connected to NATS");
+        }
+        Event::Disconnected | Event::ClientError(_) | Event::ServerError(_) => {
+            if !down.swap(true, Ordering::Relaxed) {
+                tracing::warn!(server, %event, "the NATS connection is failing; retrying");
+            }
+        }
+        other => tracing::info!(server, event = %other, "NATS"),
     }
 }
 

@@ -53,7 +53,9 @@ fn main() -> anyhow::Result<()> {
     // Logs go to stderr so that `pem --print` rows on stdout stay clean.
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            // async-nats logs every reconnect attempt at info; `agents` reports each outage once.
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,async_nats=warn")),
         )
         .with_writer(std::io::stderr)
         .init();
