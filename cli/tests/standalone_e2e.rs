@@ -219,8 +219,9 @@ fn kubectl_pixie_shows_the_requests_a_pem_traced_through_kelvin() {
     let dir = tempfile::tempdir().unwrap();
     let certs = dir.path().join("certs");
     write_operator_certificates(&certs);
-    // Kelvin finds the PEM by its heartbeats on NATS, over mutual TLS as in a Vizier.
-    let nats = pixie_tests::NatsServer::start(Some(&certs));
+    // Kelvin finds the PEM by its heartbeats on NATS, configured as the operator configures it.
+    let nats_config = pixie_operator::render::nats::config(&operator_inputs());
+    let nats = pixie_tests::NatsServer::start(&nats_config.data.unwrap()["nats.conf"], &certs);
     let certs = certs.to_str().unwrap();
     let heartbeats = ["--nats-url", &nats.url, "--heartbeat-interval", "1s"];
     let pem = Vizier::start(
@@ -315,9 +316,9 @@ fn kubectl_pixie_shows_the_requests_a_pem_traced_through_kelvin() {
     kelvin.stop();
 }
 
-/// The `service-tls-certs` Secret the operator generates, written out as the pods mount it.
-fn write_operator_certificates(dir: &std::path::Path) {
-    let inputs = pixie_operator::validate::Inputs {
+/// What the operator renders a Vizier from.
+fn operator_inputs() -> pixie_operator::validate::Inputs {
+    pixie_operator::validate::Inputs {
         name: "pixie".into(),
         namespace: "pl".into(),
         uid: "uid".into(),
@@ -329,7 +330,12 @@ fn write_operator_certificates(dir: &std::path::Path) {
         patches: Default::default(),
         cloud_trust: pixie_cloud::Trust::SystemRoots,
         tls_not_after: None,
-    };
+    }
+}
+
+/// The `service-tls-certs` Secret the operator generates, written out as the pods mount it.
+fn write_operator_certificates(dir: &std::path::Path) {
+    let inputs = operator_inputs();
     let secret =
         pixie_operator::secrets::tls_secret(&inputs, k8s_openapi::jiff::Timestamp::now()).unwrap();
     std::fs::create_dir_all(dir).unwrap();

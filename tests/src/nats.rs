@@ -1,4 +1,5 @@
-//! A real `nats-server` (Debian's, installed by `make deps`) on a free loopback port.
+//! A real `nats-server` (Debian's, installed by `make deps`) running the configuration the operator
+//! renders for a Vizier, moved onto free loopback ports.
 
 use std::net::TcpStream;
 use std::path::Path;
@@ -9,29 +10,43 @@ use crate::child::ChildGuard;
 
 /// A NATS server for one test, stopped on drop.
 pub struct NatsServer {
-    /// `nats://127.0.0.1:PORT`, or `tls://localhost:PORT` when it requires client certificates.
+    /// `tls://localhost:PORT`: the server certificate names localhost.
     pub url: String,
     _process: ChildGuard,
-    _config: tempfile::TempDir,
+    _dir: tempfile::TempDir,
 }
 
 impl NatsServer {
-    /// Starts `nats-server`; with `tls_dir` (ca.crt, server.crt, server.key) it admits only TLS
-    /// clients with a certificate of that CA, as the operator's NATS does.
-    pub fn start(tls_dir: Option<&Path>) -> NatsServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let config = tempfile::tempdir().unwrap();
-        let mut text = format!("listen: 127.0.0.1:{port}\n");
-        if let Some(dir) = tls_dir {
-            text.push_str(&format!(
-                "tls {{\n  ca_file: {:?}\n  cert_file: {:?}\n  key_file: {:?}\n  verify: true\n}}\n",
-                dir.join("ca.crt"),
-                dir.join("server.crt"),
-                dir.join("server.key")
-            ));
-        }
-        let file = config.path().join("nats.conf");
-        std::fs::write(&file, text).unwrap();
+    /// Starts `nats-server` with `config` (the operator's `nats.conf`), its `/certs/` files read from
+    /// `certs` and its client and monitoring ports replaced by free ones.
+    pub fn start(config: &str, certs: &Path) -> NatsServer {
+        let free_port = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let (port, monitor) = (free_port(), free_port());
+        let dir = tempfile::tempdir().unwrap();
+        let config: String = config
+            .lines()
+            .map(
+                |line| match line.split_once(':').map(|(key, _)| key.trim()) {
+                    Some("port") => format!("listen: 127.0.0.1:{port}"),
+                    Some("http") => format!("http: 127.0.0.1:{monitor}"),
+                    Some("pid_file") => format!("pid_file: {:?}", dir.path().join("nats.pid")),
+                    _ => line.replace("/certs/", &format!("{}/", certs.display())),
+                },
+            )
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            config.contains("verify: true"),
+            "the Vizier's NATS checks client certificates:\n{config}"
+        );
+        let file = dir.path().join("nats.conf");
+        std::fs::write(&file, config).unwrap();
         let process = Command::new("nats-server")
             .arg("-c")
             .arg(&file)
@@ -42,13 +57,16 @@ impl NatsServer {
         let process = ChildGuard(process);
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not listen on {port}");
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not listen on {port}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
-        let url = match tls_dir {
-            Some(_) => format!("tls://localhost:{port}"),
-            None => format!("nats://127.0.0.1:{port}"),
-        };
-        NatsServer { url, _process: process, _config: config }
+        NatsServer {
+            url: format!("tls://localhost:{port}"),
+            _process: process,
+            _dir: dir,
+        }
     }
 }
