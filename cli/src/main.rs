@@ -298,14 +298,13 @@ async fn run(args: RunArgs, cluster: &ClusterOptions) -> Result<(), RunError> {
         ..Default::default()
     };
 
-    let connected = match &args.tls_dir {
-        Some(dir) => {
-            let tls = ClientTls::load(dir)
-                .map_err(|e| RunError::Other(anyhow::anyhow!("--tls-dir: {e}")))?;
-            VizierClient::connect_tls(&args.addr, &tls).await
-        }
-        None => VizierClient::connect(&args.addr).await,
-    };
+    let tls = args
+        .tls_dir
+        .as_deref()
+        .map(ClientTls::load)
+        .transpose()
+        .map_err(|e| RunError::Other(anyhow::anyhow!("--tls-dir: {e}")))?;
+    let connected = VizierClient::connect_over(&args.addr, tls.as_ref()).await;
     let mut client = connected.map_err(|e| match e {
         ClientError::Unreachable { .. } => RunError::Unreachable(e),
         other => RunError::Other(other.into()),

@@ -4,6 +4,7 @@
 //! `/status` subresource with server-side apply, only when it changed. Every condition change
 //! is also published as an Event.
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, Patch, PatchParams};
@@ -266,10 +267,7 @@ pub async fn write(api: &Api<Vizier>, recorder: &Recorder, vizier: &Vizier, asse
             action: format!("Set{}", changed.type_),
             secondary: None,
         };
-        // An Event that cannot be written must not fail the reconcile that already wrote status.
-        if let Err(error) = recorder.publish(&event, &reference).await {
-            tracing::warn!(%error, "publishing an event");
-        }
+        publish(recorder, &event, &reference).await;
     }
     Ok(true)
 }
@@ -283,7 +281,12 @@ pub async fn announce(recorder: &Recorder, vizier: &Vizier, reason: &str, note: 
         action: reason.to_owned(),
         secondary: None,
     };
-    if let Err(error) = recorder.publish(&event, &vizier.object_ref(&())).await {
+    publish(recorder, &event, &vizier.object_ref(&())).await;
+}
+
+/// An Event that cannot be written must not fail the reconcile that already did what it reports.
+async fn publish(recorder: &Recorder, event: &Event, reference: &ObjectReference) {
+    if let Err(error) = recorder.publish(event, reference).await {
         tracing::warn!(%error, "publishing an event");
     }
 }

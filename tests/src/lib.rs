@@ -194,6 +194,25 @@ where
     }
 }
 
+/// A loopback port nothing listens on now (bound, then released), for servers that need their port
+/// before they start.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A plain HTTP/1.1 GET of `path` at `addr`: the status code and the body.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let code = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body).to_owned();
+    (code, body)
+}
+
 /// Plays the cloud connector once the cloud accepted its deploy key (the real exchange is tested in
 /// vizier/services/tests/connector.rs): the cluster ID goes into `pl-cluster-secrets` under a field
 /// manager of its own, which is what the operator waits for before it calls a cloud-connected

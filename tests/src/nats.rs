@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::child::ChildGuard;
+use crate::free_port;
 
 /// A NATS server for one test, stopped on drop.
 pub struct NatsServer {
@@ -20,13 +21,6 @@ impl NatsServer {
     /// Starts `nats-server` with `config` (the operator's `nats.conf`), its `/certs/` files read from
     /// `certs` and its client and monitoring ports replaced by free ones.
     pub fn start(config: &str, certs: &Path) -> NatsServer {
-        let free_port = || {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        };
         let (port, monitor) = (free_port(), free_port());
         let dir = tempfile::tempdir().unwrap();
         let config: String = config

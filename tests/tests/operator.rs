@@ -20,7 +20,7 @@ use kube::{Client, Resource, ResourceExt};
 use pixie_crds::{Vizier, VizierPhase};
 use pixie_operator::leader::LeaderSettings;
 use pixie_operator::{ApiWriteLayer, Metrics, Settings};
-use pixie_tests::{REPO_ROOT, TestCluster, eventually};
+use pixie_tests::{REPO_ROOT, TestCluster, eventually, free_port, http_get};
 use k8s_openapi::serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -612,20 +612,6 @@ async fn certificates_near_their_expiry_are_renewed_from_the_same_ca_and_roll_th
     operator.stop().await;
 }
 
-async fn http_get(port: u16, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
-    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let code = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (code, response)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 #[tokio::test]
 async fn only_the_lease_holder_reconciles_and_serves_metrics() {
     let (cluster, client, ns) = setup("op-lease").await;
@@ -648,13 +634,13 @@ async fn only_the_lease_holder_reconciles_and_serves_metrics() {
     let lease = Api::<Lease>::namespaced(client.clone(), &ns).get("pixie-operator").await.unwrap();
     assert_eq!(lease.spec.unwrap().holder_identity.as_deref(), Some("first"));
 
-    let (code, body) = http_get(port, "/metrics").await;
+    let (code, body) = http_get(([127, 0, 0, 1], port).into(), "/metrics").await;
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("pixie_operator_reconciles_total") && body.contains("pixie_operator_leader 1"), "{body}");
     assert!(body.contains("pixie_operator_api_writes_total{method=\"PATCH\",resource=\"deployments\"}"), "{body}");
     assert!(body.contains("pixie_operator_reconcile_duration_seconds_bucket"), "{body}");
-    assert_eq!(http_get(port, "/healthz").await.0, 200);
-    assert_eq!(http_get(port, "/readyz").await.0, 200);
+    assert_eq!(http_get(([127, 0, 0, 1], port).into(), "/healthz").await.0, 200);
+    assert_eq!(http_get(([127, 0, 0, 1], port).into(), "/readyz").await.0, 200);
 
     let second = Operator::start(cluster, Settings { leader: Some(leader("second")), ..settings(&ns) }).await;
     tokio::time::sleep(Duration::from_secs(4)).await;

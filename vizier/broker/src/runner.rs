@@ -211,11 +211,9 @@ impl Runner {
     }
 
     async fn query(&self, job: &RunJob, source: &str) -> Result<QueryOutput, Failure> {
-        let connected = match &self.query_tls {
-            Some(tls) => VizierClient::connect_tls(&self.query_addr, tls).await,
-            None => VizierClient::connect(&self.query_addr).await,
-        };
-        let mut client = connected.map_err(|e| Failure::run(e.to_string()))?;
+        let mut client = VizierClient::connect_over(&self.query_addr, self.query_tls.as_ref())
+            .await
+            .map_err(|e| Failure::run(e.to_string()))?;
         let request = ExecuteScriptRequest {
             query_str: source.to_owned(),
             language: Language::Pxl as i32,

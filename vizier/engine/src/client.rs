@@ -5,9 +5,9 @@ use std::time::Duration;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
-pub use tonic::{Code, Status};
 use tonic::Streaming;
 use tonic::transport::{Channel, Endpoint};
+pub use tonic::{Code, Status};
 
 use crate::ipc::TableDecoder;
 use crate::proto::vizier_service_client::VizierServiceClient;
@@ -71,10 +71,8 @@ impl VizierClient {
         Self::connect_over(addr, Some(tls)).await
     }
 
-    pub(crate) async fn connect_over(
-        addr: &str,
-        tls: Option<&ClientTls>,
-    ) -> Result<Self, ClientError> {
+    /// Connects to `addr` over mutual TLS with `tls`, or in plaintext without.
+    pub async fn connect_over(addr: &str, tls: Option<&ClientTls>) -> Result<Self, ClientError> {
         let channel =
             endpoint(addr, tls)?
                 .connect()

@@ -66,15 +66,16 @@ impl K8sMetadata {
         if node_name.is_empty() {
             return Err(ResolverError::NoNodeName);
         }
-        let endpoint = pixie_engine::client::endpoint(addr, tls).map_err(|e| match e {
-            ClientError::Unreachable { reason, .. } => ResolverError::BadAddress {
+        let endpoint = pixie_engine::client::endpoint(addr, tls).map_err(|e| {
+            let reason = match e {
+                // It names the address already.
+                ClientError::Unreachable { reason, .. } => reason,
+                other => other.to_string(),
+            };
+            ResolverError::BadAddress {
                 addr: addr.to_owned(),
                 reason,
-            },
-            other => ResolverError::BadAddress {
-                addr: addr.to_owned(),
-                reason: other.to_string(),
-            },
+            }
         })?;
         let client = MetadataClient::new(endpoint.connect_lazy());
         let proc_root = proc_root.into();

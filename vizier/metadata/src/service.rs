@@ -90,11 +90,9 @@ struct Shared {
     save_wanted: Arc<Notify>,
     /// One write at a time, each of the latest history.
     save_lock: Mutex<()>,
-    /// The pods known when a re-list began: those it does not return were deleted meanwhile.
-    before_relist: Mutex<Option<Vec<Arc<Pod>>>>,
-    /// The pods running when the stored history was written, until the first list: those it does
-    /// not return were deleted while the service was down.
-    stored_running: Mutex<Option<Vec<PodInfo>>>,
+    /// The pods known when the current list began (at start, those running when the stored
+    /// history was written): those it does not return were deleted meanwhile.
+    before_list: Mutex<Option<Vec<PodInfo>>>,
 }
 
 impl Drop for Shared {
@@ -156,9 +154,10 @@ impl Shared {
         if !self.unsaved.swap(false, Ordering::AcqRel) {
             return Ok(());
         }
-        // Until the first list is in, the stored running pods are still the last known ones.
-        let running = match self.stored_running.lock().clone() {
-            Some(stored) => stored,
+        // While a list is under way (at start, before the first), the pods known before it are
+        // still the last known ones.
+        let running = match self.before_list.lock().clone() {
+            Some(before) => before,
             None => self.pod_infos(self.pods.state().iter().map(AsRef::as_ref)),
         };
         let json = self.terminated.lock().to_json(running);
@@ -212,8 +211,7 @@ impl MetadataService {
             unsaved: AtomicBool::new(false),
             save_wanted: Arc::new(Notify::new()),
             save_lock: Mutex::new(()),
-            before_relist: Mutex::new(None),
-            stored_running: Mutex::new(Some(stored.running)),
+            before_list: Mutex::new(Some(stored.running)),
         });
         let pod_events =
             reflector::reflector(pod_writer, slim_watch(Api::<Pod>::all(client.clone())));
@@ -367,36 +365,26 @@ async fn drive<K>(
     }
 }
 
-/// Keeps deleted pods: those of `Delete` events, those a re-list no longer returns, and at the
-/// first list those of the stored running pods that are gone. With a file store, every change of
-/// the pods is written (debounced), so the next start knows which pods were running.
+/// Keeps deleted pods: those of `Delete` events, and those a list no longer returns (deleted while
+/// the watch was down, or at the first list, while the service was). With a file store, every
+/// change of the pods is written (debounced), so the next start knows which pods were running.
 fn on_pod_event(shared: &Shared, event: &watcher::Event<Pod>) {
     match event {
         watcher::Event::Delete(pod) => shared.record_gone([pod]),
-        // The reflector swaps the store only at `InitDone`: here it still holds the pods before.
-        watcher::Event::Init => *shared.before_relist.lock() = Some(shared.pods.state()),
-        watcher::Event::InitDone => {
-            if let Some(before) = shared.before_relist.lock().take() {
-                let gone = gone_after_relist(&before, &shared.pods.state());
-                shared.record_gone(gone.iter().map(AsRef::as_ref));
+        // The reflector swaps the store only at `InitDone`: here it still holds the pods before. A
+        // list begun again before it finished, or the first one, keeps what was known before.
+        watcher::Event::Init => {
+            let mut before = shared.before_list.lock();
+            if before.is_none() {
+                *before = Some(shared.pod_infos(shared.pods.state().iter().map(AsRef::as_ref)));
             }
-            let stored = shared.stored_running.lock().take();
-            if let Some(stored) = stored {
-                let listed: HashSet<String> = shared
-                    .pods
-                    .state()
-                    .iter()
-                    .filter_map(|p| p.metadata.uid.clone())
-                    .collect();
-                let gone: Vec<PodInfo> = stored
-                    .into_iter()
-                    .filter(|p| !listed.contains(&p.uid))
-                    .collect();
+        }
+        watcher::Event::InitDone => {
+            let before = shared.before_list.lock().take();
+            if let Some(before) = before {
+                let gone = gone_after_list(before, &shared.pods.state());
                 if !gone.is_empty() {
-                    tracing::info!(
-                        pods = gone.len(),
-                        "pods deleted while the service was down; kept"
-                    );
+                    tracing::info!(pods = gone.len(), "pods deleted while unwatched; kept");
                 }
                 shared.record_gone_info(gone);
             }
@@ -409,20 +397,14 @@ fn on_pod_event(shared: &Shared, event: &watcher::Event<Pod>) {
 }
 
 /// The pods of `before` (by UID) that `after` does not have.
-fn gone_after_relist(before: &[Arc<Pod>], after: &[Arc<Pod>]) -> Vec<Arc<Pod>> {
+fn gone_after_list(before: Vec<PodInfo>, after: &[Arc<Pod>]) -> Vec<PodInfo> {
     let after: HashSet<&str> = after
         .iter()
         .filter_map(|p| p.metadata.uid.as_deref())
         .collect();
     before
-        .iter()
-        .filter(|p| {
-            p.metadata
-                .uid
-                .as_deref()
-                .is_some_and(|uid| !after.contains(uid))
-        })
-        .cloned()
+        .into_iter()
+        .filter(|p| !after.contains(p.uid.as_str()))
         .collect()
 }
 
@@ -567,17 +549,20 @@ mod tests {
     #[test]
     fn pods_missing_from_a_relist_were_deleted() {
         let before = [pod("a"), pod("b"), pod("c")];
+        let before = || PodIndex::build(before.iter().map(AsRef::as_ref), []).into_pods();
         // b was deleted while the watch was down; d is new; c was deleted and re-created under its
         // name (a new UID).
         let mut recreated = (*pod("c2")).clone();
         recreated.metadata.name = Some("p-c".into());
         let after = [pod("a"), pod("d"), Arc::new(recreated)];
-        let gone: Vec<_> = gone_after_relist(&before, &after)
-            .iter()
-            .map(|p| p.metadata.uid.clone().unwrap())
+        let mut gone: Vec<_> = gone_after_list(before(), &after)
+            .into_iter()
+            .map(|p| p.uid)
             .collect();
+        gone.sort();
         assert_eq!(gone, ["b", "c"]);
-        assert!(gone_after_relist(&[], &after).is_empty());
+        assert!(gone_after_list(Vec::new(), &after).is_empty());
+        assert_eq!(gone_after_list(before(), &[]).len(), 3);
     }
 
     #[test]

@@ -628,11 +628,7 @@ async fn deleted_pods_survive_a_restart_of_the_service_with_a_file_store() {
 #[tokio::test]
 async fn an_unreachable_api_server_keeps_the_service_unready_and_says_why() {
     // Nothing listens on a port just released.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = pixie_tests::free_port();
     let config = kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap());
     let (service, addr) = start_service(kube::Client::try_from(config).unwrap(), None).await;
     let mut api = api_client(addr, None).await;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use futures::StreamExt;
-use pixie_engine::{AgentDirectory, AgentHeartbeat, HEARTBEAT_SUBJECT};
+use pixie_engine::{AgentDirectory, AgentHeartbeat, HEARTBEAT_SUBJECT, tls};
 
 use crate::collect::parse_duration;
 
@@ -51,8 +51,11 @@ impl NatsArgs {
         if let Some(dir) = tls_dir {
             options = options
                 .require_tls(true)
-                .add_root_certificates(dir.join("ca.crt"))
-                .add_client_certificate(dir.join("client.crt"), dir.join("client.key"));
+                .add_root_certificates(dir.join(tls::CA_FILE))
+                .add_client_certificate(
+                    dir.join(tls::CLIENT_CERT_FILE),
+                    dir.join(tls::CLIENT_KEY_FILE),
+                );
         }
         let client = options
             .connect(url.as_str())

@@ -73,6 +73,7 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use clap::Parser;
+    use pixie_tests::http_get;
 
     use super::*;
 
@@ -80,22 +81,6 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         health: HealthArgs,
-    }
-
-    async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let request = format!("GET {path} HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.unwrap();
-        let status = response[9..12].parse().unwrap();
-        let body = response
-            .split("\r\n\r\n")
-            .nth(1)
-            .unwrap_or_default()
-            .to_owned();
-        (status, body)
     }
 
     #[tokio::test]
@@ -110,13 +95,19 @@ mod tests {
         };
         let cli = Cli::try_parse_from(["x", "--health-listen", "127.0.0.1:0"]).unwrap();
         let server = cli.health.start(readiness).await.unwrap().unwrap();
-        assert_eq!(get(server.addr(), "/healthz").await, (200, "ok".into()));
         assert_eq!(
-            get(server.addr(), "/readyz").await,
+            http_get(server.addr(), "/healthz").await,
+            (200, "ok".into())
+        );
+        assert_eq!(
+            http_get(server.addr(), "/readyz").await,
             (503, "the initial list of Pods is not in".into())
         );
         ready.store(true, Ordering::Relaxed);
-        assert_eq!(get(server.addr(), "/readyz").await, (200, "ready".into()));
+        assert_eq!(
+            http_get(server.addr(), "/readyz").await,
+            (200, "ready".into())
+        );
         server.stop().await.unwrap();
 
         let off = Cli::try_parse_from(["x"]).unwrap();
